@@ -1,0 +1,262 @@
+//! `convert`: a Hugging Face Nemotron checkpoint to a TensorRT-LLM checkpoint
+//! directory (`config.json` + `rank{r}.safetensors`), streamed from memory-mapped
+//! inputs, ranks written in parallel, output staged and renamed into place.
+
+pub mod cast;
+pub mod rank_writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::DType;
+use crate::cancel::Cancel;
+use crate::error::{Error, IoContext, Result};
+use crate::hf::config::NemotronConfig;
+use crate::hf::layout::check_weights;
+use crate::hf::source::ModelSource;
+use crate::hf::weights::{WeightFormat, WeightStore};
+use crate::manifest::{self, ConversionManifest, ConversionOptions, FileRecord, SourceRecord};
+use crate::progress::Progress;
+use crate::staging::StagedDir;
+use crate::trtllm::config::TrtllmConfig;
+use crate::trtllm::mapping::Parallelism;
+use crate::trtllm::plan::plan_ranks;
+use rank_writer::{RankSummary, write_rank};
+
+/// Files copied next to the converted checkpoint so later commands find the tokenizer.
+pub const TOKENIZER_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "generation_config.json",
+];
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Target dtype; `None` keeps the checkpoint's own.
+    pub dtype: Option<DType>,
+    pub parallelism: Parallelism,
+    pub force: bool,
+    /// Ranks written at once (each also uses a writer thread).
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConvertReport {
+    pub output: PathBuf,
+    pub source: PathBuf,
+    pub hub_id: Option<String>,
+    pub source_format: WeightFormat,
+    pub source_dtype: DType,
+    pub dtype: DType,
+    pub tp_size: usize,
+    pub pp_size: usize,
+    pub source_bytes: u64,
+    pub bytes_written: u64,
+    pub seconds: f64,
+    pub ranks: Vec<RankSummary>,
+    pub tokenizer_files: Vec<String>,
+}
+
+/// A source checked and ready to convert: config, weights and their dtype.
+pub struct CheckedSource {
+    pub source: ModelSource,
+    pub config: NemotronConfig,
+    pub store: WeightStore,
+    pub dtype: DType,
+}
+
+/// Reads and validates config and weights; nothing is written.
+pub fn open_source(source: &ModelSource) -> Result<CheckedSource> {
+    let config_path = source.dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(Error::Weights {
+            dir: source.dir.clone(),
+            problem: "no config.json; expected a Hugging Face model directory".into(),
+        });
+    }
+    let config = NemotronConfig::from_file(&config_path)?;
+    let store = WeightStore::open(&source.dir)?;
+    let dtype = check_weights(&config, &store, &config_path)?;
+    Ok(CheckedSource { source: source.clone(), config, store, dtype })
+}
+
+pub fn convert(
+    source: &ModelSource,
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<ConvertReport> {
+    let started = Instant::now();
+    refuse_output_inside_source(&source.dir, output)?;
+    let checked = open_source(source)?;
+    let par = options.parallelism;
+    par.validate(&checked.config)?;
+    let dtype = options.dtype.unwrap_or(checked.dtype);
+
+    let stage = StagedDir::begin(output, options.force)?;
+    let dir = stage.path();
+    let config = TrtllmConfig::new(&checked.config, dtype, par);
+    write_json(&dir.join("config.json"), &config)?;
+
+    let plans = plan_ranks(&checked.config, par);
+    let total: u64 = plans
+        .iter()
+        .flat_map(|p| &p.tensors)
+        .map(|t| (t.elements() * dtype.size()) as u64)
+        .sum();
+    progress.begin("converting", total);
+    let ranks = write_ranks_in_parallel(&plans, &checked.store, dtype, dir, options.jobs, progress, stop)?;
+    progress.finish();
+
+    let mut tokenizer_files = Vec::new();
+    for name in TOKENIZER_FILES {
+        let from = source.dir.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, dir.join(name)).at(&from)?;
+            tokenizer_files.push(name.to_string());
+        }
+    }
+
+    let manifest = ConversionManifest {
+        tool: manifest::TOOL.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix: manifest::now_unix(),
+        source: SourceRecord {
+            dir: std::fs::canonicalize(&source.dir).unwrap_or_else(|_| source.dir.clone()),
+            hub_id: source.hub_id.clone(),
+            revision: source.revision.clone(),
+            format: checked.store.format.describe().into(),
+            dtype: checked.dtype,
+            files: source_files(&checked)?,
+        },
+        options: ConversionOptions { dtype, tp_size: par.tp, pp_size: par.pp },
+        outputs: ranks
+            .iter()
+            .map(|r| r.file.clone())
+            .chain(["config.json".to_string()])
+            .chain(tokenizer_files.iter().cloned())
+            .map(|name| FileRecord::of(dir, &name))
+            .collect::<Result<_>>()?,
+    };
+    manifest.write(dir)?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
+    stage.commit()?;
+
+    Ok(ConvertReport {
+        output: output.to_path_buf(),
+        source: source.dir.clone(),
+        hub_id: source.hub_id.clone(),
+        source_format: checked.store.format,
+        source_dtype: checked.dtype,
+        dtype,
+        tp_size: par.tp,
+        pp_size: par.pp,
+        source_bytes: checked.store.total_bytes(),
+        bytes_written: ranks.iter().map(|r| r.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        ranks,
+        tokenizer_files,
+    })
+}
+
+/// Writing into the source would modify it, and `--force` could delete it.
+fn refuse_output_inside_source(source: &Path, output: &Path) -> Result<()> {
+    let src = std::fs::canonicalize(source).at(source)?;
+    // The output may not exist yet: canonicalise its deepest existing ancestor.
+    let mut probe = output.to_path_buf();
+    let mut rest = Vec::new();
+    while !probe.exists() {
+        match (probe.file_name(), probe.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                probe = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+            }
+            _ => break,
+        }
+    }
+    let mut out = std::fs::canonicalize(&probe).unwrap_or(probe);
+    out.extend(rest.iter().rev());
+    if out.starts_with(&src) || src.starts_with(&out) {
+        return Err(Error::InvalidOutput(format!(
+            "output {} overlaps the source model directory {}; choose an output outside it (the source is never modified)",
+            output.display(),
+            source.display()
+        )));
+    }
+    Ok(())
+}
+
+fn write_ranks_in_parallel(
+    plans: &[crate::trtllm::plan::RankPlan],
+    store: &WeightStore,
+    dtype: DType,
+    dir: &Path,
+    jobs: usize,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<Vec<RankSummary>> {
+    let next = AtomicUsize::new(0);
+    let cancel = Cancel::new(stop);
+    let results: Mutex<Vec<(usize, Result<RankSummary>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, plans.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= plans.len() || cancel.is_set() {
+                        break;
+                    }
+                    let result = write_rank(&plans[i], store, dtype, dir, progress, &cancel);
+                    if result.is_err() {
+                        cancel.trip();
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r.push((i, result));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|_| Error::InvalidOutput("a rank writer panicked".into()))?;
+    results.sort_by_key(|(i, _)| *i);
+    // Report the root cause, not the ranks that stopped because of it.
+    if let Some(pos) = results.iter().position(|(_, r)| matches!(r, Err(e) if !matches!(e, Error::Interrupted))) {
+        return Err(results.swap_remove(pos).1.unwrap_err());
+    }
+    if cancel.by_user() || results.len() != plans.len() {
+        return Err(Error::Interrupted);
+    }
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn source_files(checked: &CheckedSource) -> Result<Vec<FileRecord>> {
+    let dir = &checked.source.dir;
+    let mut names = vec!["config.json".to_string()];
+    for index in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
+        if dir.join(index).is_file() {
+            names.push(index.to_string());
+        }
+    }
+    for f in &checked.store.files {
+        if let Ok(rel) = f.path.strip_prefix(dir) {
+            names.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    names.extend(TOKENIZER_FILES.iter().filter(|n| dir.join(n).is_file()).map(|n| n.to_string()));
+    names.iter().map(|n| FileRecord::of(dir, n)).collect()
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text + "\n").at(path)
+}

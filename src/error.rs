@@ -1,0 +1,101 @@
+//! The library's error type. Every variant names the file, field or tensor at fault
+//! and says what was expected, so the CLI can print it as is.
+
+use std::path::PathBuf;
+
+use crate::hf::torch_bin::TorchBinError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A config.json field is missing, of the wrong type, or has a value we cannot use.
+    #[error("{path}: field `{field}`: {problem}")]
+    ConfigField {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+
+    /// The config is readable but describes a model this tool does not convert.
+    #[error("{path}: {problem}")]
+    Config { path: PathBuf, problem: String },
+
+    /// A safetensors file whose header or layout is broken.
+    #[error("{path}: not a valid safetensors file: {problem}")]
+    Safetensors { path: PathBuf, problem: String },
+
+    #[error("{path}: {source}")]
+    TorchBin {
+        path: PathBuf,
+        #[source]
+        source: TorchBinError,
+    },
+
+    /// One tensor disagrees with the config (dtype, shape) or cannot be used.
+    #[error("{path}: tensor `{tensor}`: {problem}")]
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        problem: String,
+    },
+
+    /// The set of weight files or tensors in a model directory is wrong.
+    #[error("{dir}: {problem}")]
+    Weights { dir: PathBuf, problem: String },
+
+    /// The requested tensor/pipeline parallel mapping is not possible for this model.
+    #[error("{0}")]
+    Mapping(String),
+
+    /// A model given by hub id or path could not be found.
+    #[error("{0}")]
+    ModelNotFound(String),
+
+    #[error("output {path} already exists and is not empty; pass --force to replace it")]
+    OutputExists { path: PathBuf },
+
+    #[error("{0}")]
+    InvalidOutput(String),
+
+    /// A directory `inspect` does not recognise.
+    #[error("{path}: {problem}")]
+    Unrecognised { path: PathBuf, problem: String },
+
+    #[error("interrupted; no output was written")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds the path to an `io::Error`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,325 @@
+//! `inspect`: tells what a directory holds (a Hugging Face Nemotron checkpoint, a
+//! TensorRT-LLM checkpoint, or a TensorRT-LLM engine) and summarises it.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::hf::config::NemotronConfig;
+use crate::hf::layout::check_weights;
+use crate::hf::weights::WeightStore;
+use crate::manifest::{ConversionManifest, MANIFEST_FILE};
+use crate::safetensors_file::read_header;
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Inspection {
+    HfCheckpoint(HfSummary),
+    TrtllmCheckpoint(TrtllmSummary),
+    Engine(EngineSummary),
+}
+
+#[derive(Debug, Serialize)]
+pub struct HfSummary {
+    pub path: PathBuf,
+    pub architecture: String,
+    pub config: NemotronConfig,
+    pub format: String,
+    pub dtype: Option<String>,
+    pub parameters: u64,
+    pub bytes: u64,
+    pub files: Vec<String>,
+    /// Why `convert` would refuse it, if it would.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RankFile {
+    pub file: String,
+    pub tensors: usize,
+    pub elements: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrtllmSummary {
+    pub path: PathBuf,
+    pub architecture: String,
+    pub dtype: String,
+    pub dims: Dims,
+    pub mapping: Value,
+    pub parameters: u64,
+    pub bytes: u64,
+    pub ranks: Vec<RankFile>,
+    pub missing_ranks: Vec<usize>,
+    pub manifest: Option<ConversionManifest>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EngineSummary {
+    pub path: PathBuf,
+    pub version: Option<String>,
+    pub architecture: String,
+    pub dtype: String,
+    pub dims: Dims,
+    pub mapping: Value,
+    pub build_config: Value,
+    pub ranks: Vec<RankFile>,
+    pub missing_ranks: Vec<usize>,
+    pub bytes: u64,
+}
+
+/// The dims shared by checkpoint and engine configs.
+#[derive(Debug, Serialize)]
+pub struct Dims {
+    pub vocab_size: u64,
+    pub hidden_size: u64,
+    pub num_hidden_layers: u64,
+    pub num_attention_heads: u64,
+    pub num_key_value_heads: u64,
+    pub head_size: u64,
+    pub intermediate_size: u64,
+}
+
+impl Dims {
+    fn from_trtllm(c: &Value) -> Self {
+        let get = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let heads = get("num_attention_heads");
+        Dims {
+            vocab_size: get("vocab_size"),
+            hidden_size: get("hidden_size"),
+            num_hidden_layers: get("num_hidden_layers"),
+            num_attention_heads: heads,
+            num_key_value_heads: c.get("num_key_value_heads").and_then(Value::as_u64).unwrap_or(heads),
+            head_size: get("head_size"),
+            intermediate_size: get("intermediate_size"),
+        }
+    }
+
+    /// Parameters of the untied, unpadded model these dims describe.
+    fn parameters(&self) -> u64 {
+        let h = self.hidden_size;
+        let q = self.num_attention_heads * self.head_size;
+        let kv = self.num_key_value_heads * self.head_size;
+        let layer = (q + 2 * kv) * h + h * q + 2 * h * self.intermediate_size + 4 * h;
+        2 * self.vocab_size * h + layer * self.num_hidden_layers + 2 * h
+    }
+}
+
+pub fn inspect(path: &Path) -> Result<Inspection> {
+    let unrecognised = |problem: &str| Error::Unrecognised { path: path.to_path_buf(), problem: problem.into() };
+    if !path.is_dir() {
+        return Err(unrecognised("not a directory; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory"));
+    }
+    let config_path = path.join("config.json");
+    if !config_path.is_file() {
+        return Err(unrecognised("no config.json; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory"));
+    }
+    let text = std::fs::read_to_string(&config_path).at(&config_path)?;
+    let config: Value =
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: config_path.clone(), source })?;
+    if config.get("pretrained_config").is_some() && config.get("build_config").is_some() {
+        return inspect_engine(path, &config).map(Inspection::Engine);
+    }
+    if config.get("architecture").is_some() && config.get("mapping").is_some() {
+        return inspect_trtllm(path, &config).map(Inspection::TrtllmCheckpoint);
+    }
+    if config.get("model_type").is_some() || config.get("architectures").is_some() {
+        return inspect_hf(path, &config, &config_path).map(Inspection::HfCheckpoint);
+    }
+    Err(unrecognised(
+        "config.json has neither `model_type` (Hugging Face), `architecture` + `mapping` (TensorRT-LLM checkpoint) nor `pretrained_config` + `build_config` (engine)",
+    ))
+}
+
+fn inspect_hf(path: &Path, raw: &Value, config_path: &Path) -> Result<HfSummary> {
+    let config = NemotronConfig::from_json(raw, config_path)?;
+    let store = WeightStore::open(path)?;
+    let problem = check_weights(&config, &store, config_path).err().map(|e| e.to_string());
+    let parameters = store.tensors.values().map(|t| t.shape.iter().product::<usize>() as u64).sum();
+    let dtypes: std::collections::BTreeSet<String> = store.tensors.values().map(|t| t.dtype.to_string()).collect();
+    Ok(HfSummary {
+        path: path.to_path_buf(),
+        architecture: raw
+            .get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(Value::as_str)
+            .unwrap_or("NemotronForCausalLM")
+            .to_string(),
+        format: store.format.describe().into(),
+        dtype: Some(dtypes.into_iter().collect::<Vec<_>>().join("+")),
+        parameters,
+        bytes: store.total_bytes(),
+        files: store.files.iter().map(|f| file_name(&f.path)).collect(),
+        config,
+        problem,
+    })
+}
+
+fn inspect_trtllm(path: &Path, config: &Value) -> Result<TrtllmSummary> {
+    let world = world_size(config);
+    let (ranks, missing_ranks) = rank_files(path, world, "safetensors", true)?;
+    let dims = Dims::from_trtllm(config);
+    Ok(TrtllmSummary {
+        path: path.to_path_buf(),
+        architecture: str_field(config, "architecture"),
+        dtype: str_field(config, "dtype"),
+        parameters: dims.parameters(),
+        dims,
+        mapping: config.get("mapping").cloned().unwrap_or(Value::Null),
+        bytes: ranks.iter().map(|r| r.bytes).sum(),
+        ranks,
+        missing_ranks,
+        manifest: path.join(MANIFEST_FILE).is_file().then(|| ConversionManifest::read(path).ok()).flatten(),
+    })
+}
+
+fn inspect_engine(path: &Path, config: &Value) -> Result<EngineSummary> {
+    let pretrained = config.get("pretrained_config").cloned().unwrap_or(Value::Null);
+    let world = world_size(&pretrained);
+    let (ranks, missing_ranks) = rank_files(path, world, "engine", false)?;
+    Ok(EngineSummary {
+        path: path.to_path_buf(),
+        version: config.get("version").and_then(Value::as_str).map(str::to_string),
+        architecture: str_field(&pretrained, "architecture"),
+        dtype: str_field(&pretrained, "dtype"),
+        dims: Dims::from_trtllm(&pretrained),
+        mapping: pretrained.get("mapping").cloned().unwrap_or(Value::Null),
+        build_config: config.get("build_config").cloned().unwrap_or(Value::Null),
+        bytes: ranks.iter().map(|r| r.bytes).sum(),
+        ranks,
+        missing_ranks,
+    })
+}
+
+fn world_size(config: &Value) -> usize {
+    let m = config.get("mapping");
+    let get = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_u64).map(|v| v as usize);
+    get("world_size").unwrap_or_else(|| get("tp_size").unwrap_or(1) * get("pp_size").unwrap_or(1))
+}
+
+/// `rank{r}.{ext}` for r < world; safetensors headers are parsed (and so validated).
+fn rank_files(path: &Path, world: usize, ext: &str, parse: bool) -> Result<(Vec<RankFile>, Vec<usize>)> {
+    let mut ranks = Vec::new();
+    let mut missing = Vec::new();
+    for r in 0..world {
+        let name = format!("rank{r}.{ext}");
+        let file_path = path.join(&name);
+        if !file_path.is_file() {
+            missing.push(r);
+            continue;
+        }
+        let bytes = std::fs::metadata(&file_path).at(&file_path)?.len();
+        let (tensors, elements) = if parse {
+            let file = File::open(&file_path).at(&file_path)?;
+            // SAFETY: read-only map of a file we do not modify.
+            let map = unsafe { memmap2::Mmap::map(&file) }.at(&file_path)?;
+            let header = read_header(&map, &file_path)?;
+            (header.len(), header.iter().map(|e| e.numel() as u64).sum())
+        } else {
+            (0, 0)
+        };
+        ranks.push(RankFile { file: name, tensors, elements, bytes });
+    }
+    Ok((ranks, missing))
+}
+
+fn str_field(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or("?").to_string()
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB ({bytes} bytes)", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn billions(n: u64) -> String {
+    format!("{:.3}B ({n})", n as f64 / 1e9)
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Inspection::HfCheckpoint(s) => {
+                let c = &s.config;
+                writeln!(f, "{}: Hugging Face checkpoint ({})", s.path.display(), s.architecture)?;
+                writeln!(f, "  weights     {} [{}], dtype {}", s.format, s.files.join(", "), s.dtype.as_deref().unwrap_or("?"))?;
+                writeln!(
+                    f,
+                    "  dims        vocab {} hidden {} layers {} heads {} kv_heads {} head_dim {} ffn {}",
+                    c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size
+                )?;
+                writeln!(
+                    f,
+                    "  rope        theta {} rotary dims {} of {}; tied embeddings: {}",
+                    c.rope_theta,
+                    c.rotary_dim(),
+                    c.head_dim,
+                    c.tie_word_embeddings
+                )?;
+                writeln!(f, "  parameters  {}", billions(s.parameters))?;
+                writeln!(f, "  size        {}", gib(s.bytes))?;
+                match &s.problem {
+                    None => writeln!(f, "  convertible yes"),
+                    Some(p) => writeln!(f, "  convertible NO: {p}"),
+                }
+            }
+            Inspection::TrtllmCheckpoint(s) => {
+                writeln!(f, "{}: TensorRT-LLM checkpoint ({}, {})", s.path.display(), s.architecture, s.dtype)?;
+                write_dims(f, &s.dims)?;
+                writeln!(f, "  mapping     {}", s.mapping)?;
+                writeln!(f, "  parameters  {}", billions(s.parameters))?;
+                writeln!(f, "  size        {}", gib(s.bytes))?;
+                for r in &s.ranks {
+                    writeln!(f, "  {:<22} {} tensors, {}", r.file, r.tensors, gib(r.bytes))?;
+                }
+                write_missing(f, &s.missing_ranks, "safetensors")?;
+                if let Some(m) = &s.manifest {
+                    let src = m.source.hub_id.clone().unwrap_or_else(|| m.source.dir.display().to_string());
+                    writeln!(f, "  converted   by {} {} from {} ({}, {})", m.tool, m.tool_version, src, m.source.format, m.source.dtype)?;
+                }
+                Ok(())
+            }
+            Inspection::Engine(s) => {
+                writeln!(f, "{}: TensorRT-LLM engine ({}, {})", s.path.display(), s.architecture, s.dtype)?;
+                if let Some(v) = &s.version {
+                    writeln!(f, "  version     {v}")?;
+                }
+                write_dims(f, &s.dims)?;
+                writeln!(f, "  mapping     {}", s.mapping)?;
+                for key in ["max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens", "max_beam_width"] {
+                    if let Some(v) = s.build_config.get(key) {
+                        writeln!(f, "  {key:<11} {v}")?;
+                    }
+                }
+                for r in &s.ranks {
+                    writeln!(f, "  {:<22} {}", r.file, gib(r.bytes))?;
+                }
+                write_missing(f, &s.missing_ranks, "engine")
+            }
+        }
+    }
+}
+
+fn write_dims(f: &mut fmt::Formatter<'_>, d: &Dims) -> fmt::Result {
+    writeln!(
+        f,
+        "  dims        vocab {} hidden {} layers {} heads {} kv_heads {} head_size {} ffn {}",
+        d.vocab_size, d.hidden_size, d.num_hidden_layers, d.num_attention_heads, d.num_key_value_heads, d.head_size, d.intermediate_size
+    )
+}
+
+fn write_missing(f: &mut fmt::Formatter<'_>, missing: &[usize], ext: &str) -> fmt::Result {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missing.iter().map(|r| format!("rank{r}.{ext}")).collect();
+    writeln!(f, "  MISSING     {}", names.join(", "))
+}

@@ -1,0 +1,19 @@
+//! trtllm-minitron: NVIDIA Minitron (Hugging Face `NemotronForCausalLM`) to TensorRT-LLM.
+//!
+//! The library holds everything the CLI does; `main.rs` only parses arguments,
+//! adds context to errors and prints.
+
+pub mod cancel;
+pub mod convert;
+pub mod dtype;
+pub mod error;
+pub mod hf;
+pub mod inspect;
+pub mod manifest;
+pub mod progress;
+pub mod safetensors_file;
+pub mod staging;
+pub mod trtllm;
+
+pub use dtype::DType;
+pub use error::{Error, Result};

@@ -1,0 +1,139 @@
+//! Atomic output directories: everything is written into a hidden sibling
+//! directory, which is renamed into place only when complete. Dropping an
+//! uncommitted stage (error, Ctrl-C) removes it, so nothing half-written is
+//! ever seen at the output path.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+pub struct StagedDir {
+    target: PathBuf,
+    temp: PathBuf,
+    /// Parent directories we created, removed again if we fail.
+    created_parents: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl StagedDir {
+    /// Prepares to write `target`. An existing non-empty target is refused
+    /// unless `force`; it is only replaced at commit.
+    pub fn begin(target: &Path, force: bool) -> Result<Self> {
+        if target.exists() {
+            if !target.is_dir() {
+                return Err(Error::InvalidOutput(format!(
+                    "output {} exists and is not a directory",
+                    target.display()
+                )));
+            }
+            let non_empty = std::fs::read_dir(target).at(target)?.next().is_some();
+            if non_empty && !force {
+                return Err(Error::OutputExists { path: target.to_path_buf() });
+            }
+        }
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::InvalidOutput(format!("output {} has no directory name", target.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut created_parents = Vec::new();
+        let mut missing = parent.clone();
+        while !missing.exists() {
+            created_parents.push(missing.clone());
+            match missing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => missing = p.to_path_buf(),
+                _ => break,
+            }
+        }
+        std::fs::create_dir_all(&parent).at(&parent)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let temp = parent.join(format!(".{name}.partial-{}-{nanos}", std::process::id()));
+        let stage = StagedDir {
+            target: target.to_path_buf(),
+            temp: temp.clone(),
+            created_parents,
+            committed: false,
+        };
+        std::fs::create_dir(&temp).at(&temp)?;
+        Ok(stage)
+    }
+
+    /// Where to write.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Moves the finished directory into place, replacing an existing target.
+    pub fn commit(mut self) -> Result<()> {
+        let old = self.temp.with_file_name(format!(
+            "{}.replaced",
+            self.temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        let replacing = self.target.exists();
+        if replacing {
+            std::fs::rename(&self.target, &old).at(&self.target)?;
+        }
+        if let Err(e) = std::fs::rename(&self.temp, &self.target) {
+            if replacing {
+                // Put the previous output back rather than leave nothing.
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            return Err(Error::io(&self.target, e));
+        }
+        self.committed = true;
+        if replacing {
+            std::fs::remove_dir_all(&old).at(&old)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.temp);
+        // Innermost first; remove_dir only removes empty directories.
+        for dir in &self.created_parents {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_left_when_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("a/b/out");
+        let stage = StagedDir::begin(&target, false).unwrap();
+        std::fs::write(stage.path().join("x"), "1").unwrap();
+        drop(stage);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn commit_replaces_only_with_force() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("out");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("old"), "1").unwrap();
+        assert!(matches!(StagedDir::begin(&target, false), Err(Error::OutputExists { .. })));
+        let stage = StagedDir::begin(&target, true).unwrap();
+        std::fs::write(stage.path().join("new"), "2").unwrap();
+        assert!(target.join("old").exists(), "replaced before commit");
+        stage.commit().unwrap();
+        assert!(target.join("new").exists() && !target.join("old").exists());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,87 @@
+//! The checkpoint `config.json` that `trtllm-build` reads for a Nemotron model:
+//! exactly the keys the spec lists, nothing else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DType;
+use crate::hf::config::NemotronConfig;
+use crate::trtllm::mapping::Parallelism;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingConfig {
+    pub world_size: usize,
+    pub tp_size: usize,
+    pub pp_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizationConfig {
+    pub quant_algo: Option<String>,
+    pub kv_cache_quant_algo: Option<String>,
+}
+
+/// Field order follows the spec, so the file reads like TensorRT-LLM's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrtllmConfig {
+    pub architecture: String,
+    pub dtype: DType,
+    pub logits_dtype: DType,
+    /// Unpadded; lm_head rows are padded to a multiple of tp in the tensors only.
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_size: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: String,
+    pub norm_epsilon: f64,
+    pub position_embedding_type: String,
+    pub rotary_base: f64,
+    pub rotary_pct: f64,
+    pub max_position_embeddings: usize,
+    pub gpt_variant: String,
+    pub bias: bool,
+    pub use_parallel_embedding: bool,
+    pub embedding_sharding_dim: usize,
+    pub mapping: MappingConfig,
+    pub quantization: QuantizationConfig,
+}
+
+pub const ARCHITECTURE: &str = "NemotronForCausalLM";
+
+impl TrtllmConfig {
+    pub fn new(hf: &NemotronConfig, dtype: DType, par: Parallelism) -> Self {
+        TrtllmConfig {
+            architecture: ARCHITECTURE.into(),
+            dtype,
+            logits_dtype: DType::F32,
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            num_hidden_layers: hf.num_hidden_layers,
+            num_attention_heads: hf.num_attention_heads,
+            num_key_value_heads: hf.num_key_value_heads,
+            head_size: hf.head_dim,
+            intermediate_size: hf.intermediate_size,
+            hidden_act: "squared-relu".into(),
+            norm_epsilon: hf.norm_eps,
+            position_embedding_type: "rope_gpt_neox".into(),
+            rotary_base: hf.rope_theta,
+            rotary_pct: hf.partial_rotary_factor,
+            max_position_embeddings: hf.max_position_embeddings,
+            gpt_variant: "nemotron".into(),
+            bias: false,
+            use_parallel_embedding: false,
+            embedding_sharding_dim: 0,
+            mapping: MappingConfig {
+                world_size: par.world_size(),
+                tp_size: par.tp,
+                pp_size: par.pp,
+            },
+            quantization: QuantizationConfig {
+                quant_algo: None,
+                kv_cache_quant_algo: None,
+            },
+        }
+    }
+}
