@@ -10,7 +10,10 @@ pub struct Cancel<'a> {
 
 impl<'a> Cancel<'a> {
     pub fn new(user: &'a AtomicBool) -> Self {
-        Cancel { user, internal: AtomicBool::new(false) }
+        Cancel {
+            user,
+            internal: AtomicBool::new(false),
+        }
     }
 
     pub fn is_set(&self) -> bool {

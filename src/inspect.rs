@@ -94,7 +94,10 @@ impl Dims {
             hidden_size: get("hidden_size"),
             num_hidden_layers: get("num_hidden_layers"),
             num_attention_heads: heads,
-            num_key_value_heads: c.get("num_key_value_heads").and_then(Value::as_u64).unwrap_or(heads),
+            num_key_value_heads: c
+                .get("num_key_value_heads")
+                .and_then(Value::as_u64)
+                .unwrap_or(heads),
             head_size: get("head_size"),
             intermediate_size: get("intermediate_size"),
         }
@@ -111,17 +114,26 @@ impl Dims {
 }
 
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let unrecognised = |problem: &str| Error::Unrecognised { path: path.to_path_buf(), problem: problem.into() };
+    let unrecognised = |problem: &str| Error::Unrecognised {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    };
     if !path.is_dir() {
-        return Err(unrecognised("not a directory; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory"));
+        return Err(unrecognised(
+            "not a directory; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory",
+        ));
     }
     let config_path = path.join("config.json");
     if !config_path.is_file() {
-        return Err(unrecognised("no config.json; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory"));
+        return Err(unrecognised(
+            "no config.json; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory",
+        ));
     }
     let text = std::fs::read_to_string(&config_path).at(&config_path)?;
-    let config: Value =
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: config_path.clone(), source })?;
+    let config: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: config_path.clone(),
+        source,
+    })?;
     if config.get("pretrained_config").is_some() && config.get("build_config").is_some() {
         return inspect_engine(path, &config).map(Inspection::Engine);
     }
@@ -139,9 +151,16 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
 fn inspect_hf(path: &Path, raw: &Value, config_path: &Path) -> Result<HfSummary> {
     let config = NemotronConfig::from_json(raw, config_path)?;
     let store = WeightStore::open(path)?;
-    let problem = check_weights(&config, &store, config_path).err().map(|e| e.to_string());
-    let parameters = store.tensors.values().map(|t| t.shape.iter().product::<usize>() as u64).sum();
-    let dtypes: std::collections::BTreeSet<String> = store.tensors.values().map(|t| t.dtype.to_string()).collect();
+    let problem = check_weights(&config, &store, config_path)
+        .err()
+        .map(|e| e.to_string());
+    let parameters = store
+        .tensors
+        .values()
+        .map(|t| t.shape.iter().product::<usize>() as u64)
+        .sum();
+    let dtypes: std::collections::BTreeSet<String> =
+        store.tensors.values().map(|t| t.dtype.to_string()).collect();
     Ok(HfSummary {
         path: path.to_path_buf(),
         architecture: raw
@@ -174,7 +193,11 @@ fn inspect_trtllm(path: &Path, config: &Value) -> Result<TrtllmSummary> {
         bytes: ranks.iter().map(|r| r.bytes).sum(),
         ranks,
         missing_ranks,
-        manifest: path.join(MANIFEST_FILE).is_file().then(|| ConversionManifest::read(path).ok()).flatten(),
+        manifest: path
+            .join(MANIFEST_FILE)
+            .is_file()
+            .then(|| ConversionManifest::read(path).ok())
+            .flatten(),
     })
 }
 
@@ -198,7 +221,11 @@ fn inspect_engine(path: &Path, config: &Value) -> Result<EngineSummary> {
 
 fn world_size(config: &Value) -> usize {
     let m = config.get("mapping");
-    let get = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_u64).map(|v| v as usize);
+    let get = |k: &str| {
+        m.and_then(|m| m.get(k))
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+    };
     get("world_size").unwrap_or_else(|| get("tp_size").unwrap_or(1) * get("pp_size").unwrap_or(1))
 }
 
@@ -223,7 +250,12 @@ fn rank_files(path: &Path, world: usize, ext: &str, parse: bool) -> Result<(Vec<
         } else {
             (0, 0)
         };
-        ranks.push(RankFile { file: name, tensors, elements, bytes });
+        ranks.push(RankFile {
+            file: name,
+            tensors,
+            elements,
+            bytes,
+        });
     }
     Ok((ranks, missing))
 }
@@ -233,7 +265,9 @@ fn str_field(v: &Value, key: &str) -> String {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn gib(bytes: u64) -> String {
@@ -249,12 +283,29 @@ impl fmt::Display for Inspection {
         match self {
             Inspection::HfCheckpoint(s) => {
                 let c = &s.config;
-                writeln!(f, "{}: Hugging Face checkpoint ({})", s.path.display(), s.architecture)?;
-                writeln!(f, "  weights     {} [{}], dtype {}", s.format, s.files.join(", "), s.dtype.as_deref().unwrap_or("?"))?;
+                writeln!(
+                    f,
+                    "{}: Hugging Face checkpoint ({})",
+                    s.path.display(),
+                    s.architecture
+                )?;
+                writeln!(
+                    f,
+                    "  weights     {} [{}], dtype {}",
+                    s.format,
+                    s.files.join(", "),
+                    s.dtype.as_deref().unwrap_or("?")
+                )?;
                 writeln!(
                     f,
                     "  dims        vocab {} hidden {} layers {} heads {} kv_heads {} head_dim {} ffn {}",
-                    c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size
+                    c.vocab_size,
+                    c.hidden_size,
+                    c.num_hidden_layers,
+                    c.num_attention_heads,
+                    c.num_key_value_heads,
+                    c.head_dim,
+                    c.intermediate_size
                 )?;
                 writeln!(
                     f,
@@ -272,7 +323,13 @@ impl fmt::Display for Inspection {
                 }
             }
             Inspection::TrtllmCheckpoint(s) => {
-                writeln!(f, "{}: TensorRT-LLM checkpoint ({}, {})", s.path.display(), s.architecture, s.dtype)?;
+                writeln!(
+                    f,
+                    "{}: TensorRT-LLM checkpoint ({}, {})",
+                    s.path.display(),
+                    s.architecture,
+                    s.dtype
+                )?;
                 write_dims(f, &s.dims)?;
                 writeln!(f, "  mapping     {}", s.mapping)?;
                 writeln!(f, "  parameters  {}", billions(s.parameters))?;
@@ -282,19 +339,39 @@ impl fmt::Display for Inspection {
                 }
                 write_missing(f, &s.missing_ranks, "safetensors")?;
                 if let Some(m) = &s.manifest {
-                    let src = m.source.hub_id.clone().unwrap_or_else(|| m.source.dir.display().to_string());
-                    writeln!(f, "  converted   by {} {} from {} ({}, {})", m.tool, m.tool_version, src, m.source.format, m.source.dtype)?;
+                    let src = m
+                        .source
+                        .hub_id
+                        .clone()
+                        .unwrap_or_else(|| m.source.dir.display().to_string());
+                    writeln!(
+                        f,
+                        "  converted   by {} {} from {} ({}, {})",
+                        m.tool, m.tool_version, src, m.source.format, m.source.dtype
+                    )?;
                 }
                 Ok(())
             }
             Inspection::Engine(s) => {
-                writeln!(f, "{}: TensorRT-LLM engine ({}, {})", s.path.display(), s.architecture, s.dtype)?;
+                writeln!(
+                    f,
+                    "{}: TensorRT-LLM engine ({}, {})",
+                    s.path.display(),
+                    s.architecture,
+                    s.dtype
+                )?;
                 if let Some(v) = &s.version {
                     writeln!(f, "  version     {v}")?;
                 }
                 write_dims(f, &s.dims)?;
                 writeln!(f, "  mapping     {}", s.mapping)?;
-                for key in ["max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens", "max_beam_width"] {
+                for key in [
+                    "max_batch_size",
+                    "max_input_len",
+                    "max_seq_len",
+                    "max_num_tokens",
+                    "max_beam_width",
+                ] {
                     if let Some(v) = s.build_config.get(key) {
                         writeln!(f, "  {key:<11} {v}")?;
                     }
@@ -312,7 +389,13 @@ fn write_dims(f: &mut fmt::Formatter<'_>, d: &Dims) -> fmt::Result {
     writeln!(
         f,
         "  dims        vocab {} hidden {} layers {} heads {} kv_heads {} head_size {} ffn {}",
-        d.vocab_size, d.hidden_size, d.num_hidden_layers, d.num_attention_heads, d.num_key_value_heads, d.head_size, d.intermediate_size
+        d.vocab_size,
+        d.hidden_size,
+        d.num_hidden_layers,
+        d.num_attention_heads,
+        d.num_key_value_heads,
+        d.head_size,
+        d.intermediate_size
     )
 }
 

@@ -20,7 +20,11 @@ use trtllm_minitron::{DType, Error};
 static STOP: AtomicBool = AtomicBool::new(false);
 
 #[derive(Parser)]
-#[command(name = "trtllm-minitron", version, about = "NVIDIA Minitron (NemotronForCausalLM) to TensorRT-LLM: convert, inspect")]
+#[command(
+    name = "trtllm-minitron",
+    version,
+    about = "NVIDIA Minitron (NemotronForCausalLM) to TensorRT-LLM: convert, inspect"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,9 +109,14 @@ fn run_convert(args: ConvertArgs) -> anyhow::Result<()> {
     let src = source::resolve(&args.model)?;
     let options = ConvertOptions {
         dtype: args.dtype.as_deref().and_then(DType::parse),
-        parallelism: Parallelism { tp: args.tp_size, pp: args.pp_size },
+        parallelism: Parallelism {
+            tp: args.tp_size,
+            pp: args.pp_size,
+        },
         force: args.force,
-        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2)),
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2)),
     };
     let bar = TerminalBar::new();
     let progress: &dyn Progress = match &bar {
@@ -168,9 +177,11 @@ impl TerminalBar {
         }
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         Some(TerminalBar(bar))
     }

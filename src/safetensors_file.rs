@@ -69,7 +69,9 @@ pub fn read_header(file: &[u8], path: &Path) -> Result<Vec<HeaderEntry>> {
     }
     let n = n as usize;
     if n > MAX_HEADER {
-        return Err(bad(format!("the header is {n} bytes, over the {MAX_HEADER}-byte limit")));
+        return Err(bad(format!(
+            "the header is {n} bytes, over the {MAX_HEADER}-byte limit"
+        )));
     }
     let data_start = 8 + n;
     let data_len = file.len() - data_start;
@@ -96,8 +98,7 @@ pub fn read_header(file: &[u8], path: &Path) -> Result<Vec<HeaderEntry>> {
             .and_then(Value::as_str)
             .ok_or_else(|| tensor_err("header entry has no string `dtype`".into()))?
             .to_string();
-        let bits = element_bits(&dtype)
-            .ok_or_else(|| tensor_err(format!("unknown dtype \"{dtype}\"")))?;
+        let bits = element_bits(&dtype).ok_or_else(|| tensor_err(format!("unknown dtype \"{dtype}\"")))?;
         let shape = info
             .get("shape")
             .and_then(Value::as_array)
@@ -154,10 +155,7 @@ pub fn read_header(file: &[u8], path: &Path) -> Result<Vec<HeaderEntry>> {
 /// The header of a file about to be written: tensors laid out back to back in the
 /// given order. Returns the full header (length prefix included) and each
 /// tensor's byte size.
-pub fn build_header(
-    tensors: &[(String, DType, Vec<usize>)],
-    metadata: &BTreeMap<String, String>,
-) -> Vec<u8> {
+pub fn build_header(tensors: &[(String, DType, Vec<usize>)], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut map = Map::new();
     if !metadata.is_empty() {
         map.insert("__metadata__".into(), json!(metadata));
@@ -177,7 +175,7 @@ pub fn build_header(
     }
     let mut text = Value::Object(map).to_string().into_bytes();
     // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
-    while (text.len() + 8) % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     let mut out = Vec::with_capacity(text.len() + 8);
@@ -215,7 +213,9 @@ mod tests {
     }
 
     fn err(file: &[u8]) -> String {
-        read_header(file, Path::new("x.safetensors")).unwrap_err().to_string()
+        read_header(file, Path::new("x.safetensors"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -243,9 +243,15 @@ mod tests {
         let mut f = file_with("{}", 0);
         f[0] = 200;
         assert!(err(&f).contains("header length 200 runs past the end"));
-        let e = err(&file_with(r#"{"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#, 4));
+        let e = err(&file_with(
+            r#"{"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#,
+            4,
+        ));
         assert!(e.contains("`w`") && e.contains("out of range"), "{e}");
-        let e = err(&file_with(r#"{"w":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}}"#, 8));
+        let e = err(&file_with(
+            r#"{"w":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}}"#,
+            8,
+        ));
         assert!(e.contains("hold 8 bytes, but shape [3] of F16 needs 6"), "{e}");
         let e = err(&file_with(
             r#"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[4],"data_offsets":[4,12]}}"#,

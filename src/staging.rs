@@ -28,12 +28,16 @@ impl StagedDir {
             }
             let non_empty = std::fs::read_dir(target).at(target)?.next().is_some();
             if non_empty && !force {
-                return Err(Error::OutputExists { path: target.to_path_buf() });
+                return Err(Error::OutputExists {
+                    path: target.to_path_buf(),
+                });
             }
         }
         let name = target
             .file_name()
-            .ok_or_else(|| Error::InvalidOutput(format!("output {} has no directory name", target.display())))?
+            .ok_or_else(|| {
+                Error::InvalidOutput(format!("output {} has no directory name", target.display()))
+            })?
             .to_string_lossy()
             .into_owned();
         let parent = match target.parent() {
@@ -74,7 +78,10 @@ impl StagedDir {
     pub fn commit(mut self) -> Result<()> {
         let old = self.temp.with_file_name(format!(
             "{}.replaced",
-            self.temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            self.temp
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ));
         let replacing = self.target.exists();
         if replacing {
@@ -128,7 +135,10 @@ mod tests {
         let target = root.path().join("out");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("old"), "1").unwrap();
-        assert!(matches!(StagedDir::begin(&target, false), Err(Error::OutputExists { .. })));
+        assert!(matches!(
+            StagedDir::begin(&target, false),
+            Err(Error::OutputExists { .. })
+        ));
         let stage = StagedDir::begin(&target, true).unwrap();
         std::fs::write(stage.path().join("new"), "2").unwrap();
         assert!(target.join("old").exists(), "replaced before commit");

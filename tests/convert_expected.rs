@@ -16,11 +16,17 @@ struct Case {
     dir: String,
 }
 
-fn compare_rank_files(expected_dir: &std::path::Path, actual_dir: &std::path::Path, world: usize, what: &str) {
+fn compare_rank_files(
+    expected_dir: &std::path::Path,
+    actual_dir: &std::path::Path,
+    world: usize,
+    what: &str,
+) {
     for r in 0..world {
         let file = format!("rank{r}.safetensors");
         let exp_bytes = std::fs::read(expected_dir.join(&file)).unwrap();
-        let act_bytes = std::fs::read(actual_dir.join(&file)).unwrap_or_else(|e| panic!("{what}: {file}: {e}"));
+        let act_bytes =
+            std::fs::read(actual_dir.join(&file)).unwrap_or_else(|e| panic!("{what}: {file}: {e}"));
         // Read ours with the reference crate: an independent check of our writer.
         let exp = safetensors::SafeTensors::deserialize(&exp_bytes).unwrap();
         let act = safetensors::SafeTensors::deserialize(&act_bytes).unwrap();
@@ -35,12 +41,20 @@ fn compare_rank_files(expected_dir: &std::path::Path, actual_dir: &std::path::Pa
             assert_eq!(a.shape(), e.shape(), "{what}: {file}: {name} shape");
             if a.data() != e.data() {
                 let es = e.dtype().bitsize() / 8;
-                let first = a.data().chunks(es).zip(e.data().chunks(es)).position(|(x, y)| x != y).unwrap();
+                let first = a
+                    .data()
+                    .chunks(es)
+                    .zip(e.data().chunks(es))
+                    .position(|(x, y)| x != y)
+                    .unwrap();
                 panic!("{what}: {file}: {name} differs first at element {first}");
             }
         }
     }
-    assert!(!actual_dir.join(format!("rank{world}.safetensors")).exists(), "{what}: extra rank file");
+    assert!(
+        !actual_dir.join(format!("rank{world}.safetensors")).exists(),
+        "{what}: extra rank file"
+    );
 }
 
 #[test]
@@ -56,14 +70,29 @@ fn every_expected_checkpoint_is_reproduced_bit_for_bit() {
         let model = model(&case.model);
         let (tp, pp) = (case.tp.to_string(), case.pp.to_string());
         let run = cli(&[
-            "convert", "--model", model.to_str().unwrap(), "--output", out.to_str().unwrap(),
-            "--dtype", &case.dtype, "--tp-size", &tp, "--pp-size", &pp,
+            "convert",
+            "--model",
+            model.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--dtype",
+            &case.dtype,
+            "--tp-size",
+            &tp,
+            "--pp-size",
+            &pp,
         ]);
         assert!(run.status.success(), "{what}: {}", stderr(&run));
 
         let expected_dir = expected_root.join(&case.dir);
-        let read = |p: std::path::PathBuf| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
-        assert_eq!(read(out.join("config.json")), read(expected_dir.join("config.json")), "{what}: config.json");
+        let read = |p: std::path::PathBuf| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+        };
+        assert_eq!(
+            read(out.join("config.json")),
+            read(expected_dir.join("config.json")),
+            "{what}: config.json"
+        );
         compare_rank_files(&expected_dir, &out, case.tp * case.pp, &what);
     }
 }
@@ -73,10 +102,22 @@ fn default_dtype_is_the_checkpoints_own() {
     let out_root = tempfile::tempdir().unwrap();
     let out = out_root.path().join("o");
     let model = model("mqa-tied-f16");
-    let run = cli(&["convert", "--model", model.to_str().unwrap(), "--output", out.to_str().unwrap(), "--json"]);
+    let run = cli(&[
+        "convert",
+        "--model",
+        model.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["dtype"], "float16");
     assert_eq!(report["source_format"], "sharded-safetensors");
-    compare_rank_files(&fixtures().join("expected/mqa-tied-f16/float16-tp1-pp1"), &out, 1, "default dtype");
+    compare_rank_files(
+        &fixtures().join("expected/mqa-tied-f16/float16-tp1-pp1"),
+        &out,
+        1,
+        "default dtype",
+    );
 }

@@ -97,7 +97,9 @@ mod tests {
     use super::*;
 
     fn bf16_bytes(v: &[f32]) -> Vec<u8> {
-        v.iter().flat_map(|x| bf16::from_f32(*x).to_bits().to_le_bytes()).collect()
+        v.iter()
+            .flat_map(|x| bf16::from_f32(*x).to_bits().to_le_bytes())
+            .collect()
     }
 
     #[test]
@@ -134,6 +136,9 @@ mod tests {
             .collect();
         assert_eq!(out, expected);
         // 1e6 does not fit in f16.
-        assert_eq!(f16::from_bits(u16::from_le_bytes([out[8], out[9]])), f16::INFINITY);
+        assert_eq!(
+            f16::from_bits(u16::from_le_bytes([out[8], out[9]])),
+            f16::INFINITY
+        );
     }
 }

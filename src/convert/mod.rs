@@ -81,7 +81,12 @@ pub fn open_source(source: &ModelSource) -> Result<CheckedSource> {
     let config = NemotronConfig::from_file(&config_path)?;
     let store = WeightStore::open(&source.dir)?;
     let dtype = check_weights(&config, &store, &config_path)?;
-    Ok(CheckedSource { source: source.clone(), config, store, dtype })
+    Ok(CheckedSource {
+        source: source.clone(),
+        config,
+        store,
+        dtype,
+    })
 }
 
 pub fn convert(
@@ -134,7 +139,11 @@ pub fn convert(
             dtype: checked.dtype,
             files: source_files(&checked)?,
         },
-        options: ConversionOptions { dtype, tp_size: par.tp, pp_size: par.pp },
+        options: ConversionOptions {
+            dtype,
+            tp_size: par.tp,
+            pp_size: par.pp,
+        },
         outputs: ranks
             .iter()
             .map(|r| r.file.clone())
@@ -176,7 +185,11 @@ fn refuse_output_inside_source(source: &Path, output: &Path) -> Result<()> {
         match (probe.file_name(), probe.parent()) {
             (Some(name), Some(parent)) => {
                 rest.push(name.to_os_string());
-                probe = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+                probe = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
             }
             _ => break,
         }
@@ -224,10 +237,15 @@ fn write_ranks_in_parallel(
             });
         }
     });
-    let mut results = results.into_inner().map_err(|_| Error::InvalidOutput("a rank writer panicked".into()))?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| Error::InvalidOutput("a rank writer panicked".into()))?;
     results.sort_by_key(|(i, _)| *i);
     // Report the root cause, not the ranks that stopped because of it.
-    if let Some(pos) = results.iter().position(|(_, r)| matches!(r, Err(e) if !matches!(e, Error::Interrupted))) {
+    if let Some(pos) = results
+        .iter()
+        .position(|(_, r)| matches!(r, Err(e) if !matches!(e, Error::Interrupted)))
+    {
         return Err(results.swap_remove(pos).1.unwrap_err());
     }
     if cancel.by_user() || results.len() != plans.len() {
@@ -249,7 +267,12 @@ fn source_files(checked: &CheckedSource) -> Result<Vec<FileRecord>> {
             names.push(rel.to_string_lossy().into_owned());
         }
     }
-    names.extend(TOKENIZER_FILES.iter().filter(|n| dir.join(n).is_file()).map(|n| n.to_string()));
+    names.extend(
+        TOKENIZER_FILES
+            .iter()
+            .filter(|n| dir.join(n).is_file())
+            .map(|n| n.to_string()),
+    );
     names.iter().map(|n| FileRecord::of(dir, n)).collect()
 }
 

@@ -49,12 +49,19 @@ pub fn write_rank(
     stop: &Cancel<'_>,
 ) -> Result<RankSummary> {
     let path = dir.join(plan.file_name());
-    let entries: Vec<(String, DType, Vec<usize>)> =
-        plan.tensors.iter().map(|t| (t.name.clone(), dtype, t.shape.clone())).collect();
+    let entries: Vec<(String, DType, Vec<usize>)> = plan
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), dtype, t.shape.clone()))
+        .collect();
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
     let header = build_header(&entries, &metadata);
-    let data_bytes: u64 = plan.tensors.iter().map(|t| (t.elements() * dtype.size()) as u64).sum();
+    let data_bytes: u64 = plan
+        .tensors
+        .iter()
+        .map(|t| (t.elements() * dtype.size()) as u64)
+        .sum();
     let file = File::create(&path).at(&path)?;
 
     let (chunks_tx, chunks_rx) = sync_channel::<Chunk>(QUEUE);
@@ -63,7 +70,9 @@ pub fn write_rank(
         let writer = scope.spawn(|| write_chunks(file, &path, &header, chunks_rx, spare_tx, progress, stop));
         let produced = produce(plan, store, dtype, chunks_tx, spare_rx, stop);
         // The writer's error (disk full, ...) explains a producer that saw a closed channel.
-        let written = writer.join().unwrap_or_else(|_| Err(Error::InvalidOutput("writer thread panicked".into())));
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidOutput("writer thread panicked".into())));
         match (produced, written) {
             (Err(Error::Interrupted), Err(e)) | (Ok(()), Err(e)) => Err(e),
             (Err(e), _) => Err(e),

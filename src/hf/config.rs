@@ -60,10 +60,7 @@ impl NemotronConfig {
                 ));
             }
             None => {
-                return Err(f.field_err(
-                    "model_type",
-                    "is missing; expected \"nemotron\"".to_string(),
-                ));
+                return Err(f.field_err("model_type", "is missing; expected \"nemotron\"".to_string()));
             }
         }
         if let Some(arch) = obj.get("architectures").and_then(Value::as_array)
@@ -71,7 +68,10 @@ impl NemotronConfig {
         {
             return Err(f.field_err(
                 "architectures",
-                format!("is {}; expected [\"NemotronForCausalLM\"]", Value::Array(arch.clone())),
+                format!(
+                    "is {}; expected [\"NemotronForCausalLM\"]",
+                    Value::Array(arch.clone())
+                ),
             ));
         }
         let act = f.opt_str("hidden_act")?.unwrap_or("relu2");
@@ -83,7 +83,10 @@ impl NemotronConfig {
         }
         for key in ["attention_bias", "mlp_bias"] {
             if f.opt_bool(key)? == Some(true) {
-                return Err(f.field_err(key, "is true; linear biases are not supported (Minitron has none)".into()));
+                return Err(f.field_err(
+                    key,
+                    "is true; linear biases are not supported (Minitron has none)".into(),
+                ));
             }
         }
 
@@ -121,7 +124,7 @@ impl NemotronConfig {
         let (rope_theta, partial_rotary_factor) = rope_settings(&f)?;
         let rotary = head_dim as f64 * partial_rotary_factor;
         let rotary_dim = rotary.trunc() as usize;
-        if rotary_dim == 0 || rotary_dim % 2 != 0 {
+        if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
             return Err(f.field_err(
                 "partial_rotary_factor",
                 format!(
@@ -191,7 +194,10 @@ impl NemotronConfig {
 
 fn parse_dtype(f: &Fields<'_>, key: &str, name: &str) -> Result<DType> {
     DType::parse(name).ok_or_else(|| {
-        f.field_err(key, format!("is \"{name}\"; expected bfloat16, float16 or float32"))
+        f.field_err(
+            key,
+            format!("is \"{name}\"; expected bfloat16, float16 or float32"),
+        )
     })
 }
 
@@ -201,16 +207,22 @@ fn rope_settings(f: &Fields<'_>) -> Result<(f64, f64)> {
     if let Some(scaling) = f.obj.get("rope_scaling")
         && !scaling.is_null()
     {
-        return Err(f.field_err("rope_scaling", format!("is {scaling}; RoPE scaling is not supported")));
+        return Err(f.field_err(
+            "rope_scaling",
+            format!("is {scaling}; RoPE scaling is not supported"),
+        ));
     }
     let top_theta = f.opt_f64("rope_theta")?;
     let top_pct = f.opt_f64("partial_rotary_factor")?;
     let (mut theta, mut pct) = (top_theta, top_pct);
     if let Some(params) = f.obj.get("rope_parameters").filter(|v| !v.is_null()) {
-        let params = params.as_object().ok_or_else(|| {
-            f.field_err("rope_parameters", "expected an object".into())
-        })?;
-        let nested = Fields { obj: params, path: f.path };
+        let params = params
+            .as_object()
+            .ok_or_else(|| f.field_err("rope_parameters", "expected an object".into()))?;
+        let nested = Fields {
+            obj: params,
+            path: f.path,
+        };
         if let Some(kind) = nested.opt_str("rope_type")?
             && kind != "default"
         {
@@ -243,7 +255,10 @@ fn rope_settings(f: &Fields<'_>) -> Result<(f64, f64)> {
         return Err(f.field_err("rope_theta", format!("is {theta}; expected a positive number")));
     }
     if pct.is_nan() || pct <= 0.0 || pct > 1.0 {
-        return Err(f.field_err("partial_rotary_factor", format!("is {pct}; expected a value in (0, 1]")));
+        return Err(f.field_err(
+            "partial_rotary_factor",
+            format!("is {pct}; expected a value in (0, 1]"),
+        ));
     }
     Ok((theta, pct))
 }
@@ -402,23 +417,40 @@ mod tests {
             let mut v = minitron_8b();
             v[key] = value;
             let e = parse(&v).unwrap_err().to_string();
-            assert!(e.contains(&format!("field `{key}`")) && e.contains(needle), "{key}: {e}");
+            assert!(
+                e.contains(&format!("field `{key}`")) && e.contains(needle),
+                "{key}: {e}"
+            );
         }
         let mut v = minitron_8b();
         v.as_object_mut().unwrap().remove("vocab_size");
-        assert!(parse(&v).unwrap_err().to_string().contains("`vocab_size`: is missing"));
+        assert!(
+            parse(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("`vocab_size`: is missing")
+        );
     }
 
     #[test]
     fn defaults_when_keys_are_absent() {
         let mut v = minitron_8b();
         let o = v.as_object_mut().unwrap();
-        for k in ["num_key_value_heads", "head_dim", "rope_theta", "partial_rotary_factor", "torch_dtype"] {
+        for k in [
+            "num_key_value_heads",
+            "head_dim",
+            "rope_theta",
+            "partial_rotary_factor",
+            "torch_dtype",
+        ] {
             o.remove(k);
         }
         o.insert("num_attention_heads".into(), json!(32));
         let c = parse(&v).unwrap();
         assert_eq!((c.num_key_value_heads, c.head_dim), (32, 128));
-        assert_eq!((c.rope_theta, c.partial_rotary_factor, c.dtype), (10000.0, 0.5, None));
+        assert_eq!(
+            (c.rope_theta, c.partial_rotary_factor, c.dtype),
+            (10000.0, 0.5, None)
+        );
     }
 }

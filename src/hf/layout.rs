@@ -50,7 +50,11 @@ fn is_ignorable(name: &str) -> bool {
 
 /// Checks that the store holds exactly the model's tensors with the config's
 /// shapes and one floating dtype, and returns that dtype.
-pub fn check_weights(c: &NemotronConfig, store: &WeightStore, config_path: &std::path::Path) -> Result<DType> {
+pub fn check_weights(
+    c: &NemotronConfig,
+    store: &WeightStore,
+    config_path: &std::path::Path,
+) -> Result<DType> {
     let expected = expected_tensors(c);
     let mut source_dtype = c.dtype;
     for (name, shape) in &expected {
@@ -97,7 +101,10 @@ pub fn check_weights(c: &NemotronConfig, store: &WeightStore, config_path: &std:
         if known.contains(name.as_str()) || is_ignorable(name) || tied_head == Some(name.as_str()) {
             continue;
         }
-        let t = store.get(name).map(|t| t.path.display().to_string()).unwrap_or_default();
+        let t = store
+            .get(name)
+            .map(|t| t.path.display().to_string())
+            .unwrap_or_default();
         return Err(Error::Tensor {
             path: t.into(),
             tensor: name.clone(),

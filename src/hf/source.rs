@@ -116,8 +116,14 @@ mod tests {
 
     #[test]
     fn hub_ids_are_checked() {
-        assert_eq!(parse_hub_id("nvidia/Minitron-8B-Base"), Some(("nvidia/Minitron-8B-Base", None)));
-        assert_eq!(parse_hub_id("nvidia/Minitron-8B-Base@v1"), Some(("nvidia/Minitron-8B-Base", Some("v1"))));
+        assert_eq!(
+            parse_hub_id("nvidia/Minitron-8B-Base"),
+            Some(("nvidia/Minitron-8B-Base", None))
+        );
+        assert_eq!(
+            parse_hub_id("nvidia/Minitron-8B-Base@v1"),
+            Some(("nvidia/Minitron-8B-Base", Some("v1")))
+        );
         for bad in ["../x", "a/../b", "a/b/c", "nvidia", "/abs/path", "a/b@../c"] {
             assert_eq!(parse_hub_id(bad), None, "{bad}");
         }

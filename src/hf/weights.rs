@@ -115,9 +115,13 @@ impl WeightStore {
                     });
                     shards[i].1.push(tensor.clone());
                 }
-                for (shard, names) in shards {
-                    let path = shard_path(dir, &index, &shard)?;
-                    store.add_file(&path, Some((&index, &names)))?;
+                // Every shard name is checked before any file is opened.
+                let paths = shards
+                    .iter()
+                    .map(|(shard, _)| shard_path(dir, &index, shard))
+                    .collect::<Result<Vec<_>>>()?;
+                for (path, (_, names)) in paths.iter().zip(&shards) {
+                    store.add_file(path, Some((&index, names)))?;
                 }
             }
         }
@@ -141,7 +145,15 @@ impl WeightStore {
                 })?
                 .into_iter()
                 .map(|t| {
-                    (t.name, TensorRef { file: file_index, dtype: t.dtype, shape: t.shape, range: t.data })
+                    (
+                        t.name,
+                        TensorRef {
+                            file: file_index,
+                            dtype: t.dtype,
+                            shape: t.shape,
+                            range: t.data,
+                        },
+                    )
                 })
                 .collect()
         } else {
@@ -153,7 +165,15 @@ impl WeightStore {
                         tensor: e.name.clone(),
                         problem: format!("dtype {} is not supported; expected BF16, F16 or F32", e.dtype),
                     })?;
-                    Ok((e.name, TensorRef { file: file_index, dtype, shape: e.shape, range: e.range }))
+                    Ok((
+                        e.name,
+                        TensorRef {
+                            file: file_index,
+                            dtype,
+                            shape: e.shape,
+                            range: e.range,
+                        },
+                    ))
                 })
                 .collect::<Result<_>>()?
         };
@@ -200,7 +220,10 @@ impl WeightStore {
     }
 
     fn format_is_bin(&self) -> bool {
-        matches!(self.format, WeightFormat::PytorchBin | WeightFormat::ShardedPytorchBin)
+        matches!(
+            self.format,
+            WeightFormat::PytorchBin | WeightFormat::ShardedPytorchBin
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<TensorView<'_>> {

@@ -36,7 +36,9 @@ impl Parallelism {
     /// values that would work.
     pub fn validate(self, c: &NemotronConfig) -> Result<()> {
         if self.tp == 0 || self.pp == 0 {
-            return Err(Error::Mapping("--tp-size and --pp-size must be at least 1".into()));
+            return Err(Error::Mapping(
+                "--tp-size and --pp-size must be at least 1".into(),
+            ));
         }
         if let Some(rule) = tp_violation(self.tp, c) {
             return Err(Error::Mapping(format!(
@@ -64,13 +66,16 @@ fn tp_violation(tp: usize, c: &NemotronConfig) -> Option<String> {
     if heads % tp != 0 {
         return Some(format!("num_attention_heads {heads} is not a multiple of it"));
     }
-    if kv % tp != 0 && tp % kv != 0 {
+    if !kv.is_multiple_of(tp) && !tp.is_multiple_of(kv) {
         return Some(format!(
             "num_key_value_heads {kv} must be a multiple of tp, or tp a multiple of it"
         ));
     }
-    if c.intermediate_size % tp != 0 {
-        return Some(format!("intermediate_size {} is not a multiple of it", c.intermediate_size));
+    if !c.intermediate_size.is_multiple_of(tp) {
+        return Some(format!(
+            "intermediate_size {} is not a multiple of it",
+            c.intermediate_size
+        ));
     }
     None
 }
@@ -117,8 +122,14 @@ mod tests {
         // 48 heads, 8 kv heads, F = 16384 = 2^14: 3, 6, 12, 24, 48 break kv/F rules.
         assert_eq!(allowed_tp_sizes(&c), vec![1, 2, 4, 8, 16]);
         let e = Parallelism { tp: 3, pp: 1 }.validate(&c).unwrap_err().to_string();
-        assert!(e.contains("num_key_value_heads 8") && e.contains("1, 2, 4, 8, 16"), "{e}");
-        let e = Parallelism { tp: 1, pp: 33 }.validate(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("num_key_value_heads 8") && e.contains("1, 2, 4, 8, 16"),
+            "{e}"
+        );
+        let e = Parallelism { tp: 1, pp: 33 }
+            .validate(&c)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("32 layers"), "{e}");
     }
 }

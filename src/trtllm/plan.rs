@@ -21,7 +21,12 @@ pub struct Piece {
 
 impl Piece {
     fn whole_rows(source: String, rows: Range<usize>, width: usize) -> Self {
-        Piece { source: Some(source), rows, cols: 0..width, add_one: false }
+        Piece {
+            source: Some(source),
+            rows,
+            cols: 0..width,
+            add_one: false,
+        }
     }
 
     pub fn elements(&self) -> usize {
@@ -76,7 +81,12 @@ fn plan_rank(c: &NemotronConfig, par: Parallelism, pp_rank: usize, tp_rank: usiz
     let norm = |name: String, source: String| OutputTensor {
         name,
         shape: vec![h],
-        pieces: vec![Piece { source: Some(source), rows: 0..1, cols: 0..h, add_one: true }],
+        pieces: vec![Piece {
+            source: Some(source),
+            rows: 0..1,
+            cols: 0..h,
+            add_one: true,
+        }],
     };
     let bias = |name: String, source: String| OutputTensor {
         name,
@@ -104,30 +114,70 @@ fn plan_rank(c: &NemotronConfig, par: Parallelism, pp_rank: usize, tp_rank: usiz
             name: out("attention.qkv.weight"),
             shape: vec![q_per_rank + 2 * kv_rows.len(), h],
             pieces: vec![
-                Piece::whole_rows(src("self_attn.q_proj.weight"), r * q_per_rank..(r + 1) * q_per_rank, h),
+                Piece::whole_rows(
+                    src("self_attn.q_proj.weight"),
+                    r * q_per_rank..(r + 1) * q_per_rank,
+                    h,
+                ),
                 Piece::whole_rows(src("self_attn.k_proj.weight"), kv_rows.clone(), h),
                 Piece::whole_rows(src("self_attn.v_proj.weight"), kv_rows, h),
             ],
         });
-        tensors.push(column_chunk(out("attention.dense.weight"), src("self_attn.o_proj.weight"), h, c.q_rows(), tp, r));
+        tensors.push(column_chunk(
+            out("attention.dense.weight"),
+            src("self_attn.o_proj.weight"),
+            h,
+            c.q_rows(),
+            tp,
+            r,
+        ));
 
-        tensors.push(norm(out("post_layernorm.weight"), src("post_attention_layernorm.weight")));
-        tensors.push(bias(out("post_layernorm.bias"), src("post_attention_layernorm.bias")));
+        tensors.push(norm(
+            out("post_layernorm.weight"),
+            src("post_attention_layernorm.weight"),
+        ));
+        tensors.push(bias(
+            out("post_layernorm.bias"),
+            src("post_attention_layernorm.bias"),
+        ));
 
         let f_per_rank = c.intermediate_size / tp;
         tensors.push(OutputTensor {
             name: out("mlp.fc.weight"),
             shape: vec![f_per_rank, h],
-            pieces: vec![Piece::whole_rows(src("mlp.up_proj.weight"), r * f_per_rank..(r + 1) * f_per_rank, h)],
+            pieces: vec![Piece::whole_rows(
+                src("mlp.up_proj.weight"),
+                r * f_per_rank..(r + 1) * f_per_rank,
+                h,
+            )],
         });
-        tensors.push(column_chunk(out("mlp.proj.weight"), src("mlp.down_proj.weight"), h, c.intermediate_size, tp, r));
+        tensors.push(column_chunk(
+            out("mlp.proj.weight"),
+            src("mlp.down_proj.weight"),
+            h,
+            c.intermediate_size,
+            tp,
+            r,
+        ));
     }
     if pp_rank == par.pp - 1 {
-        tensors.push(norm("transformer.ln_f.weight".into(), layout::FINAL_NORM_WEIGHT.into()));
-        tensors.push(bias("transformer.ln_f.bias".into(), layout::FINAL_NORM_BIAS.into()));
+        tensors.push(norm(
+            "transformer.ln_f.weight".into(),
+            layout::FINAL_NORM_WEIGHT.into(),
+        ));
+        tensors.push(bias(
+            "transformer.ln_f.bias".into(),
+            layout::FINAL_NORM_BIAS.into(),
+        ));
         tensors.push(lm_head(c, tp, r));
     }
-    RankPlan { rank: par.rank(pp_rank, tp_rank), tp_rank, pp_rank, layers, tensors }
+    RankPlan {
+        rank: par.rank(pp_rank, tp_rank),
+        tp_rank,
+        pp_rank,
+        layers,
+        tensors,
+    }
 }
 
 /// k/v rows of tp rank `r`: a contiguous block of kv heads, or, when tp exceeds
@@ -150,14 +200,23 @@ fn column_chunk(name: String, source: String, rows: usize, cols: usize, tp: usiz
     OutputTensor {
         name,
         shape: vec![rows, per],
-        pieces: vec![Piece { source: Some(source), rows: 0..rows, cols: r * per..(r + 1) * per, add_one: false }],
+        pieces: vec![Piece {
+            source: Some(source),
+            rows: 0..rows,
+            cols: r * per..(r + 1) * per,
+            add_one: false,
+        }],
     }
 }
 
 /// lm_head rows of rank `r`, vocab zero-padded to a multiple of tp.
 fn lm_head(c: &NemotronConfig, tp: usize, r: usize) -> OutputTensor {
     let h = c.hidden_size;
-    let source = if c.tie_word_embeddings { layout::EMBEDDING } else { layout::LM_HEAD };
+    let source = if c.tie_word_embeddings {
+        layout::EMBEDDING
+    } else {
+        layout::LM_HEAD
+    };
     let per = c.vocab_size.div_ceil(tp);
     let (start, end) = (r * per, (r + 1) * per);
     let real_end = end.min(c.vocab_size);
@@ -167,9 +226,18 @@ fn lm_head(c: &NemotronConfig, tp: usize, r: usize) -> OutputTensor {
     }
     let padding = end - start.max(real_end);
     if padding > 0 {
-        pieces.push(Piece { source: None, rows: 0..padding, cols: 0..h, add_one: false });
+        pieces.push(Piece {
+            source: None,
+            rows: 0..padding,
+            cols: 0..h,
+            add_one: false,
+        });
     }
-    OutputTensor { name: "lm_head.weight".into(), shape: vec![per, h], pieces }
+    OutputTensor {
+        name: "lm_head.weight".into(),
+        shape: vec![per, h],
+        pieces,
+    }
 }
 
 #[cfg(test)]
@@ -232,9 +300,16 @@ mod tests {
         let names = |p: &RankPlan| p.tensors.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
         let (first, last) = (names(&plans[0]), names(&plans[1]));
         assert!(first.contains(&"transformer.vocab_embedding.weight".to_string()));
-        assert!(!first.iter().any(|n| n.starts_with("lm_head") || n.contains("ln_f")));
+        assert!(
+            !first
+                .iter()
+                .any(|n| n.starts_with("lm_head") || n.contains("ln_f"))
+        );
         assert!(last.contains(&"transformer.layers.0.mlp.fc.weight".to_string()));
         assert!(!last.iter().any(|n| n.contains("layers.1.")));
-        assert_eq!(plans[1].tensors[0].pieces[0].source.as_deref(), Some("model.layers.2.input_layernorm.weight"));
+        assert_eq!(
+            plans[1].tensors[0].pieces[0].source.as_deref(),
+            Some("model.layers.2.input_layernorm.weight")
+        );
     }
 }

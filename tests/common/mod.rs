@@ -45,7 +45,10 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 /// Rewrites a safetensors header (keeping the data section as is).
-pub fn edit_safetensors_header(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+pub fn edit_safetensors_header(
+    path: &Path,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Map<String, serde_json::Value> =

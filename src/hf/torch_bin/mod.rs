@@ -142,12 +142,10 @@ pub fn read_torch_bin(file: &[u8]) -> Result<Vec<TorchTensor>, TorchBinError> {
             Some(found) => found.clone(),
             None => {
                 let entry = format!("{prefix}/data/{key}");
-                let range = zip
-                    .stored(&entry)?
-                    .ok_or_else(|| TorchBinError::Tensor {
-                        tensor: name.clone(),
-                        problem: format!("its storage zip entry `{entry}` is missing"),
-                    })?;
+                let range = zip.stored(&entry)?.ok_or_else(|| TorchBinError::Tensor {
+                    tensor: name.clone(),
+                    problem: format!("its storage zip entry `{entry}` is missing"),
+                })?;
                 entries.insert(tensor.storage.key.clone(), (entry.clone(), range.clone()));
                 (entry, range)
             }
@@ -159,12 +157,7 @@ pub fn read_torch_bin(file: &[u8]) -> Result<Vec<TorchTensor>, TorchBinError> {
 
 /// Checks a tensor's dtype and layout against its storage entry (`entry` spans `range`
 /// of the file) and returns where its bytes are.
-fn place(
-    name: String,
-    t: &Tensor,
-    entry: &str,
-    range: Range<usize>,
-) -> Result<TorchTensor, TorchBinError> {
+fn place(name: String, t: &Tensor, entry: &str, range: Range<usize>) -> Result<TorchTensor, TorchBinError> {
     let storage = &t.storage;
     let dtype = match storage.class {
         pickle::StorageClass::Known(d) => d,
@@ -205,12 +198,7 @@ fn place(
         let mut expected = vec![0usize; t.shape.len()];
         let mut next = 1usize;
         let mut ok = true;
-        for ((exp, &dim), &stride) in expected
-            .iter_mut()
-            .zip(&t.shape)
-            .zip(&t.stride)
-            .rev()
-        {
+        for ((exp, &dim), &stride) in expected.iter_mut().zip(&t.shape).zip(&t.stride).rev() {
             *exp = next;
             if dim != 1 && stride != next {
                 ok = false;
