@@ -13,7 +13,11 @@
                     code), plus expected/index.json.
 * golden/<name>.safetensors
                     float32 logits of transformers' forward pass for two fixed
-                    prompts and 8 greedy tokens continuing the first one.
+                    prompts, 8 greedy tokens continuing the first one and the
+                    logits each of them was chosen from. The forward runs in
+                    float32 on the stored weights, except that every LayerNorm1p
+                    uses the effective weight the converted checkpoint stores:
+                    (w.to(stored dtype) + 1).float().
 
 Everything is deterministic: running the script twice gives byte-identical
 files (checked by hand with sha256sum; see scripts/README.md).
@@ -601,13 +605,39 @@ def golden(name, model_dir: Path, sd, p, seed):
     if p["tie"]:
         assert torch.equal(msd["lm_head.weight"], sd["model.embed_tokens.weight"].float())
 
+    # The golden logits are the reference for a runtime over the CONVERTED
+    # checkpoint, which stores each LayerNorm1p weight as (w + 1) rounded to the
+    # checkpoint dtype. So every LayerNorm1p here must act with the effective
+    # weight (w.to(dt) + 1).float(), dt = the model's stored dtype (a no-op for
+    # float32 models). transformers' NemotronLayerNorm1P computes `weight + 1`
+    # in float32, so store (w.to(dt) + 1).float() - 1: exact in float32 for
+    # these magnitudes, and adding 1 back must reproduce the effective weight
+    # bit for bit.
+    src_dt = next(iter(sd.values())).dtype
+    assert all(t.dtype == src_dt for t in sd.values())
+    ln_names = [n for n in sd if n.endswith("layernorm.weight") or n == "model.norm.weight"]
+    assert len(ln_names) == 2 * p["L"] + 1, ln_names
+    params_by_name = dict(model.named_parameters())
+    with torch.no_grad():
+        for n in ln_names:
+            eff = (sd[n].to(src_dt) + 1).float()
+            stored = eff - 1
+            assert torch.equal(stored + 1, eff), n
+            params_by_name[n].copy_(stored)
+            assert torch.equal(params_by_name[n] + 1.0, eff), n
+            if src_dt == torch.float32:  # what transformers computed anyway
+                assert torch.equal(eff, sd[n] + 1.0), n
+
     g = torch.Generator().manual_seed(seed + 77)
     out = {}
     for i, T in enumerate([7, 12]):
         ids = torch.randint(0, p["V"], (T,), generator=g, dtype=torch.int64)
         with torch.no_grad():
             logits = model(ids[None]).logits[0].float().contiguous()
-        ref = spec_forward(hf_to_full(sd, p, torch.float32), p, ids.tolist())
+        # independent float64 forward on the same effective weights: hf_to_full
+        # in the stored dtype leaves every other weight as stored and folds the
+        # "+1" into the LayerNorm weights in that dtype, as the converter does
+        ref = spec_forward(hf_to_full(sd, p, src_dt), p, ids.tolist())
         err = (logits.double() - ref).abs().max().item()
         assert err < 1e-4 * max(1.0, ref.abs().max().item()), (name, err)
         out[f"input_ids_{i}"] = ids
@@ -617,28 +647,46 @@ def golden(name, model_dir: Path, sd, p, seed):
     gen_cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=8, min_new_tokens=0,
                                eos_token_id=None, pad_token_id=0, bos_token_id=2)
     with torch.no_grad():
-        seq = model.generate(ids0, attention_mask=torch.ones_like(ids0), generation_config=gen_cfg)
+        gen = model.generate(ids0, attention_mask=torch.ones_like(ids0), generation_config=gen_cfg,
+                             output_logits=True, return_dict_in_generate=True)
+    seq = gen.sequences
     greedy = seq[0, ids0.shape[1]:].to(torch.int64).contiguous()
     assert greedy.shape == (8,), greedy
+    # the raw logits (before any logits processor) each greedy token was chosen
+    # from, one row per step
+    greedy_logits = torch.stack([l[0] for l in gen.logits]).float().contiguous()
+    assert greedy_logits.shape == (8, p["V"]), greedy_logits.shape
+    assert greedy_logits.argmax(-1).tolist() == greedy.tolist(), name
     # independent check: pure argmax, recomputing the whole prefix each step
-    cur, margins = out["input_ids_0"].tolist(), []
+    cur, margins, lasts = out["input_ids_0"].tolist(), [], []
     for _ in range(8):
         with torch.no_grad():
             last = model(torch.tensor([cur])).logits[0, -1]
         top2 = last.topk(2).values
         margins.append((top2[0] - top2[1]).item())
+        lasts.append(last.float())
         cur.append(int(last.argmax()))
     assert cur[7:] == greedy.tolist(), (name, cur[7:], greedy.tolist())
     assert min(margins) > 1e-3, (name, margins)  # robust to float noise
+    # generate (KV cache) and the full recompute give the same distributions
+    recomputed = torch.stack(lasts)
+    err = (greedy_logits - recomputed).abs().max().item()
+    assert err < 1e-4 * max(1.0, recomputed.abs().max().item()), (name, err)
+    assert torch.allclose(greedy_logits[0], out["logits_0"][-1], rtol=0, atol=1e-4 * max(
+        1.0, out["logits_0"].abs().max().item())), name
     out["greedy_0"] = greedy
+    out["greedy_logits_0"] = greedy_logits
     GOLDEN.mkdir(parents=True, exist_ok=True)
     # A single metadata key: safetensors keeps metadata in a hash map, so with
     # several keys the header order (and the file bytes) would vary run to run.
     save_file(out, GOLDEN / f"{name}.safetensors", metadata={"description": (
         f"{name}: logits_i = float32 logits [len, vocab] of transformers' NemotronForCausalLM "
-        "on input_ids_i (float32 weights as stored, eager attention, positions 0..len-1, "
-        "no BOS added); greedy_0 = the 8 tokens continuing input_ids_0 by pure argmax "
-        "(no eos stop, no eos suppression)")})
+        "on input_ids_i (float32 forward on the weights as stored, except every LayerNorm1p "
+        "weight is the effective (w.to(stored dtype) + 1).float() the converted checkpoint "
+        "stores; eager attention, positions 0..len-1, no BOS added); greedy_0 = the 8 tokens "
+        "continuing input_ids_0 by pure argmax (no eos stop, no eos suppression); "
+        "greedy_logits_0 = float32 [8, vocab], row j = the logits greedy_0[j] was chosen from "
+        "(generate with KV cache)")})
     return greedy.tolist(), min(margins)
 
 

@@ -11,6 +11,7 @@ pub mod hf;
 pub mod inspect;
 pub mod manifest;
 pub mod progress;
+pub mod runtime;
 pub mod safetensors_file;
 pub mod staging;
 pub mod trtllm;

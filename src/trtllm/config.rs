@@ -85,3 +85,33 @@ impl TrtllmConfig {
         }
     }
 }
+
+impl TrtllmConfig {
+    /// The model dimensions this checkpoint describes (lm_head always stored, so untied).
+    pub fn model_config(&self) -> NemotronConfig {
+        NemotronConfig {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_size,
+            max_position_embeddings: self.max_position_embeddings,
+            norm_eps: self.norm_epsilon,
+            rope_theta: self.rotary_base,
+            partial_rotary_factor: self.rotary_pct,
+            tie_word_embeddings: false,
+            dtype: Some(self.dtype),
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
+    pub fn parallelism(&self) -> Parallelism {
+        Parallelism {
+            tp: self.mapping.tp_size,
+            pp: self.mapping.pp_size,
+        }
+    }
+}
