@@ -76,6 +76,16 @@ pub enum Error {
     #[error("{path}: {problem}")]
     Unrecognised { path: PathBuf, problem: String },
 
+    /// A run-time input (prompt, option, token id) that cannot be used.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+
+    #[error(transparent)]
+    Sampling(#[from] crate::runtime::sampling::SamplingError),
+
     #[error("interrupted; no output was written")]
     Interrupted,
 }

@@ -11,9 +11,11 @@ pub mod hf;
 pub mod inspect;
 pub mod manifest;
 pub mod progress;
+pub mod run;
 pub mod runtime;
 pub mod safetensors_file;
 pub mod staging;
+pub mod tokenizer;
 pub mod trtllm;
 
 pub use dtype::DType;

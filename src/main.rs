@@ -45,6 +45,78 @@ cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub); nothing is downlo
   trtllm-minitron inspect nvidia/Minitron-8B-Base
   trtllm-minitron inspect ckpt/minitron-8b-bf16 --json")]
     Inspect(InspectArgs),
+    /// Generate text from prompts (CPU reference runtime; TensorRT-LLM with --features trtllm).
+    #[command(after_help = "Examples:
+  trtllm-minitron run --model tests/fixtures/demo-shakespeare \"To be or not to be,\"
+  trtllm-minitron run --model nvidia/Minitron-8B-Base --max-new-tokens 100 --temperature 0.8 --top-p 0.9 --seed 1 \"Complete the paragraph:\"
+  trtllm-minitron run --model ckpt/minitron-8b-tp2 --input-ids 5,17,42 --json --output-logits logits.safetensors
+  printf 'ROMEO:\\nJULIET:\\n' | trtllm-minitron run --model tests/fixtures/demo-shakespeare - --json
+
+--model takes a Hugging Face model directory or cached hub id (converted once into
+~/.cache/trtllm-minitron and reused while fresh), or a TensorRT-LLM checkpoint of any tp/pp.
+Decoding is greedy unless --temperature, --top-k or --top-p is given.")]
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
+    #[arg(long, value_name = "PATH")]
+    model: String,
+    /// Prompts; `-` reads one prompt per line from standard input.
+    #[arg(value_name = "PROMPT")]
+    prompts: Vec<String>,
+    /// A file of prompts: one per line, or JSONL objects with "prompt" or "input_ids".
+    #[arg(long, value_name = "FILE")]
+    prompt_file: Option<PathBuf>,
+    /// A prompt as token ids, e.g. 5,17,42 (repeatable; no tokenizer needed).
+    #[arg(long, value_name = "IDS")]
+    input_ids: Vec<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// tokenizer.json (or its directory) [default: beside the model].
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 50)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 = greedy [default: greedy, or 1.0 with --top-k/--top-p].
+    #[arg(long, allow_negative_numbers = true)]
+    temperature: Option<f32>,
+    /// Keep only the k most likely tokens (0 = off).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling mass, in (0, 1].
+    #[arg(long, allow_negative_numbers = true)]
+    top_p: Option<f32>,
+    /// Random seed: the same seed gives the same output.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    repetition_penalty: f32,
+    /// Stop when this text appears (repeatable); it is not printed.
+    #[arg(long = "stop", value_name = "STR")]
+    stops: Vec<String>,
+    /// Keep generating after the end-of-sequence token.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Add a BOS token [default: what tokenizer.json's post-processor does; Minitron's adds none].
+    #[arg(long, overrides_with = "no_add_bos")]
+    add_bos: bool,
+    #[arg(long, overrides_with = "add_bos")]
+    no_add_bos: bool,
+    /// One JSON object per prompt per line on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write context and generation logits (float32) to this safetensors file.
+    #[arg(long, value_name = "FILE")]
+    output_logits: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Reference,
+    Trtllm,
+    Auto,
 }
 
 #[derive(Args)]
@@ -91,6 +163,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(args) => run_convert(args),
         Command::Inspect(args) => run_inspect(args),
+        Command::Run(args) => run_run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,6 +223,67 @@ fn print_report(r: &ConvertReport) {
     if !r.tokenizer_files.is_empty() {
         println!("copied {}", r.tokenizer_files.join(", "));
     }
+}
+
+fn run_run(args: RunArgs) -> anyhow::Result<()> {
+    use trtllm_minitron::run::inputs::{Prompt, parse_ids};
+    use trtllm_minitron::run::{Backend, RunOptions, read_prompts, run};
+    use trtllm_minitron::runtime::sampling::SamplingParams;
+
+    let mut prompts = Vec::new();
+    for p in &args.prompts {
+        if p == "-" {
+            prompts.extend(read_prompts(std::path::Path::new("-"))?);
+        } else {
+            prompts.push(Prompt::Text(p.clone()));
+        }
+    }
+    if let Some(file) = &args.prompt_file {
+        prompts.extend(read_prompts(file)?);
+    }
+    for ids in &args.input_ids {
+        prompts.push(Prompt::Ids(parse_ids(ids, "--input-ids")?));
+    }
+    let sampling_asked = args.top_k.is_some() || args.top_p.is_some();
+    let sampling = SamplingParams {
+        temperature: args.temperature.unwrap_or(if sampling_asked { 1.0 } else { 0.0 }),
+        top_k: args.top_k.unwrap_or(0),
+        top_p: args.top_p.unwrap_or(1.0),
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+    };
+    let options = RunOptions {
+        model: args.model.clone(),
+        backend: match args.backend {
+            BackendArg::Reference => Backend::Reference,
+            BackendArg::Trtllm => Backend::Trtllm,
+            BackendArg::Auto => Backend::Auto,
+        },
+        prompts,
+        tokenizer: args.tokenizer,
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        stops: args.stops,
+        ignore_eos: args.ignore_eos,
+        add_bos: if args.add_bos {
+            Some(true)
+        } else if args.no_add_bos {
+            Some(false)
+        } else {
+            None
+        },
+        json: args.json,
+        output_logits: args.output_logits,
+    };
+    let bar = TerminalBar::new();
+    let progress: &dyn Progress = match &bar {
+        Some(b) => b,
+        None => &Silent,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    run(&options, &mut out, progress, &STOP).with_context(|| format!("running {}", args.model))?;
+    Ok(())
 }
 
 fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {

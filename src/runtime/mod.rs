@@ -1,5 +1,8 @@
 //! The pure-Rust CPU reference runtime: generation over a TensorRT-LLM checkpoint.
 
 pub mod checkpoint;
+pub mod generate;
 pub mod kernels;
 pub mod model;
+pub mod sampling;
+pub mod stop;

@@ -206,13 +206,13 @@ impl Model {
         let (h, n) = (c.hidden_size, rows.len());
         for row in rows {
             if row.token as usize >= c.vocab_size {
-                return Err(Error::InvalidOutput(format!(
+                return Err(Error::InvalidInput(format!(
                     "token id {} is out of range: the vocabulary has {} tokens",
                     row.token, c.vocab_size
                 )));
             }
             if row.pos >= c.max_position_embeddings {
-                return Err(Error::InvalidOutput(format!(
+                return Err(Error::InvalidInput(format!(
                     "position {} is past max_position_embeddings {}",
                     row.pos, c.max_position_embeddings
                 )));

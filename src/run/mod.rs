@@ -1,0 +1,211 @@
+//! `run`: generation from prompts, on the CPU reference runtime (the TensorRT-LLM
+//! Executor backend comes with the `trtllm` feature).
+
+pub mod inputs;
+pub mod output;
+pub mod resolve;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
+use crate::runtime::generate::{FinishReason, Request, generate};
+use crate::runtime::model::Model;
+use crate::runtime::sampling::SamplingParams;
+use crate::tokenizer::Tokenizer;
+use inputs::Prompt;
+use output::{JsonResult, TextStream, timings, write_logits};
+use resolve::RunTarget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Reference,
+    Trtllm,
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub model: String,
+    pub backend: Backend,
+    pub prompts: Vec<Prompt>,
+    pub tokenizer: Option<PathBuf>,
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    pub stops: Vec<String>,
+    pub ignore_eos: bool,
+    /// `None`: what tokenizer.json's post-processor does.
+    pub add_bos: Option<bool>,
+    pub json: bool,
+    pub output_logits: Option<PathBuf>,
+}
+
+/// Runs every prompt and writes the results to `out` (text streams as it comes
+/// when there is one prompt and no `--json`).
+pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop: &AtomicBool) -> Result<()> {
+    opts.sampling.validate()?;
+    if opts.prompts.is_empty() {
+        return Err(Error::InvalidInput(
+            "no prompt: give one as an argument, --prompt-file FILE, - for standard input, or --input-ids"
+                .into(),
+        ));
+    }
+    let target = resolve::resolve(&opts.model, progress, stop)?;
+    let checkpoint = match (&target, opts.backend) {
+        (RunTarget::Engine(dir), _) | (RunTarget::Checkpoint(dir), Backend::Trtllm) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: running {} needs the TensorRT-LLM backend, which this build does not include \
+                 (rebuild with --features trtllm on a machine with TensorRT-LLM); \
+                 the reference backend runs Hugging Face models and TensorRT-LLM checkpoints",
+                dir.display(),
+                if matches!(target, RunTarget::Engine(_)) {
+                    "an engine"
+                } else {
+                    "--backend trtllm"
+                }
+            )));
+        }
+        (RunTarget::Checkpoint(dir), Backend::Reference | Backend::Auto) => dir.clone(),
+    };
+    let tokenizer = load_tokenizer(opts, &checkpoint)?;
+    let model = Model::open(&checkpoint)?;
+
+    let mut requests = Vec::new();
+    for prompt in &opts.prompts {
+        let input_ids = match (prompt, &tokenizer) {
+            (Prompt::Ids(ids), _) => ids.clone(),
+            (Prompt::Text(text), Some(t)) => t.encode(text, opts.add_bos)?,
+            (Prompt::Text(_), None) => unreachable!("load_tokenizer requires one for text prompts"),
+        };
+        let end_id = if opts.ignore_eos {
+            None
+        } else {
+            tokenizer
+                .as_ref()
+                .and_then(Tokenizer::eos_id)
+                .or(model.config.eos_token_id)
+        };
+        requests.push(Request {
+            input_ids,
+            max_new_tokens: opts.max_new_tokens,
+            sampling: opts.sampling.clone(),
+            end_id,
+            want_context_logits: opts.output_logits.is_some(),
+            want_generation_logits: opts.output_logits.is_some(),
+        });
+    }
+
+    let streaming = requests.len() == 1 && !opts.json;
+    let mut streams: Vec<TextStream> = requests
+        .iter()
+        .map(|r| TextStream::new(tokenizer.as_ref(), &opts.stops, r.end_id))
+        .collect();
+    let mut failure: Option<Error> = None;
+    let results = generate(
+        &model,
+        &requests,
+        &mut |i, token| {
+            let stream = &mut streams[i];
+            match stream.push(token) {
+                Ok(text) => {
+                    if streaming && !text.is_empty() {
+                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.flush();
+                    }
+                    !stream.stopped
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    false
+                }
+            }
+        },
+        stop,
+    )?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+
+    for (i, (g, stream)) in results.iter().zip(streams.iter_mut()).enumerate() {
+        let tail = stream.finish()?;
+        let mut finish = g.finish_reason.unwrap_or(FinishReason::Length);
+        if stream.stopped {
+            finish = FinishReason::Stop;
+        }
+        let stdout_err = |e| Error::io("<stdout>", e);
+        if opts.json {
+            let line = JsonResult {
+                index: i,
+                input_ids: &requests[i].input_ids,
+                output_ids: &g.output_ids,
+                text: stream.has_text().then_some(stream.text.as_str()),
+                finish_reason: finish,
+                timings: timings(g, requests[i].input_ids.len()),
+            };
+            let text = serde_json::to_string(&line).map_err(|e| Error::InvalidOutput(e.to_string()))?;
+            writeln!(out, "{text}").map_err(stdout_err)?;
+        } else if streaming {
+            write!(out, "{tail}").map_err(stdout_err)?;
+            if !stream.has_text() {
+                write!(out, "{}", ids_text(&g.output_ids)).map_err(stdout_err)?;
+            }
+            writeln!(out).map_err(stdout_err)?;
+        } else {
+            let shown = if stream.has_text() {
+                stream.text.clone()
+            } else {
+                ids_text(&g.output_ids)
+            };
+            writeln!(out, "[{i}] {shown}").map_err(stdout_err)?;
+        }
+    }
+    if let Some(path) = &opts.output_logits {
+        write_logits(path, &results, model.vocab_size())?;
+    }
+    if results
+        .iter()
+        .any(|g| g.finish_reason == Some(FinishReason::Cancelled))
+    {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}
+
+fn ids_text(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// `--tokenizer`, else tokenizer.json beside the checkpoint; required only for text prompts.
+fn load_tokenizer(opts: &RunOptions, checkpoint: &Path) -> Result<Option<Tokenizer>> {
+    let path = match &opts.tokenizer {
+        Some(p) if p.is_dir() => Some(p.join("tokenizer.json")),
+        Some(p) => Some(p.clone()),
+        None => Tokenizer::find_beside(checkpoint),
+    };
+    let needs_text = opts.prompts.iter().any(|p| matches!(p, Prompt::Text(_)));
+    match path {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::io(&p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+            Ok(Some(Tokenizer::from_file(&p)?))
+        }
+        None if needs_text => Err(Error::InvalidInput(format!(
+            "text prompts need a tokenizer, but there is no tokenizer.json in {} \
+             (pass --tokenizer PATH, or give token ids with --input-ids)",
+            checkpoint.display()
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Reads `--prompt-file` or standard input.
+pub fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
+    if path == Path::new("-") {
+        return inputs::read_prompt_lines(std::io::stdin().lock(), Path::new("<stdin>"));
+    }
+    let file = std::fs::File::open(path).at(path)?;
+    inputs::read_prompt_lines(std::io::BufReader::new(file), path)
+}

@@ -1,0 +1,169 @@
+//! Turning generated tokens into what the user sees: streamed UTF-8 text with
+//! stop strings applied, one JSON object per prompt, and the logits file. Shared
+//! by every backend.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::DType;
+use crate::error::{Error, IoContext, Result};
+use crate::runtime::generate::{FinishReason, Generated};
+use crate::runtime::stop::StopMatcher;
+use crate::safetensors_file::build_header;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// Text state of one prompt's generation.
+pub struct TextStream<'t> {
+    decoder: Option<StreamDecoder<'t>>,
+    stops: StopMatcher,
+    pub text: String,
+    pub stopped: bool,
+    end_id: Option<u32>,
+}
+
+impl<'t> TextStream<'t> {
+    pub fn new(tokenizer: Option<&'t Tokenizer>, stops: &[String], end_id: Option<u32>) -> Self {
+        TextStream {
+            decoder: tokenizer.map(StreamDecoder::new),
+            stops: StopMatcher::new(stops.to_vec()),
+            text: String::new(),
+            stopped: false,
+            end_id,
+        }
+    }
+
+    /// Takes one token; returns the text now safe to show. Sets `stopped` when a
+    /// stop string appears (the stop string itself is not shown).
+    pub fn push(&mut self, token: u32) -> Result<String> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(String::new());
+        };
+        if self.stopped || Some(token) == self.end_id {
+            return Ok(String::new());
+        }
+        let piece = decoder.push(token)?;
+        Ok(self.accept(&piece))
+    }
+
+    /// Flushes what is held back (an unfinished byte sequence, a possible stop prefix).
+    pub fn finish(&mut self) -> Result<String> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(String::new());
+        };
+        if self.stopped {
+            return Ok(String::new());
+        }
+        let rest = decoder.finish()?;
+        let mut out = self.accept(&rest);
+        if !self.stopped {
+            let tail = self.stops.finish();
+            self.text.push_str(&tail);
+            out.push_str(&tail);
+        }
+        Ok(out)
+    }
+
+    fn accept(&mut self, piece: &str) -> String {
+        let (emit, hit) = self.stops.push(piece);
+        self.stopped |= hit;
+        self.text.push_str(&emit);
+        emit
+    }
+
+    pub fn has_text(&self) -> bool {
+        self.decoder.is_some()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Timings {
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub decode_tokens_per_second: f64,
+}
+
+/// The `--json` line of one prompt.
+#[derive(Debug, Serialize)]
+pub struct JsonResult<'a> {
+    pub index: usize,
+    pub input_ids: &'a [u32],
+    pub output_ids: &'a [u32],
+    pub text: Option<&'a str>,
+    pub finish_reason: FinishReason,
+    pub timings: Timings,
+}
+
+pub fn timings(g: &Generated, prompt_tokens: usize) -> Timings {
+    let n = g.output_ids.len();
+    Timings {
+        prefill_seconds: g.prefill_seconds,
+        decode_seconds: g.decode_seconds,
+        prompt_tokens,
+        generated_tokens: n,
+        // The first token comes from the prefill; the decode loop makes the rest.
+        decode_tokens_per_second: if g.decode_seconds > 0.0 {
+            n.saturating_sub(1) as f64 / g.decode_seconds
+        } else {
+            0.0
+        },
+    }
+}
+
+/// Writes `context_logits` `[n_input, vocab]` and `generation_logits` `[n_new, vocab]`
+/// (float32, vocab unpadded) to a safetensors file, atomically. With several
+/// prompts the names get a `.{index}` suffix.
+pub fn write_logits(path: &Path, results: &[Generated], vocab: usize) -> Result<()> {
+    let suffix = |i: usize| {
+        if results.len() == 1 {
+            String::new()
+        } else {
+            format!(".{i}")
+        }
+    };
+    let mut tensors = Vec::new();
+    for (i, g) in results.iter().enumerate() {
+        tensors.push((
+            format!("context_logits{}", suffix(i)),
+            DType::F32,
+            vec![g.context_logits.len(), vocab],
+        ));
+        tensors.push((
+            format!("generation_logits{}", suffix(i)),
+            DType::F32,
+            vec![g.generation_logits.len(), vocab],
+        ));
+    }
+    let header = build_header(&tensors, &BTreeMap::new());
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{file_name}.partial-{}", std::process::id()));
+    let write = || -> Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&temp).at(&temp)?);
+        out.write_all(&header).at(&temp)?;
+        for g in results {
+            for row in g.context_logits.iter().chain(&g.generation_logits) {
+                if row.len() != vocab {
+                    return Err(Error::InvalidOutput(format!(
+                        "a logits row has {} values, not {vocab}",
+                        row.len()
+                    )));
+                }
+                for v in row {
+                    out.write_all(&v.to_le_bytes()).at(&temp)?;
+                }
+            }
+        }
+        out.flush().at(&temp)?;
+        std::fs::rename(&temp, path).at(path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}

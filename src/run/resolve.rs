@@ -1,0 +1,110 @@
+//! What `--model` names for `run`: a TensorRT-LLM checkpoint (used as is), an
+//! engine directory, or a Hugging Face model (directory or cached hub id),
+//! converted once into a cache directory keyed by source and options and
+//! reused while its manifest says it is fresh.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde_json::Value;
+
+use crate::convert::{ConvertOptions, convert, open_source};
+use crate::error::{Error, IoContext, Result};
+use crate::hf::source::{self, ModelSource};
+use crate::manifest::{ConversionManifest, ConversionOptions};
+use crate::progress::Progress;
+use crate::trtllm::mapping::Parallelism;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunTarget {
+    Checkpoint(PathBuf),
+    Engine(PathBuf),
+}
+
+/// What a directory's config.json says it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    HuggingFace,
+    Checkpoint,
+    Engine,
+}
+
+fn kind_of(dir: &Path) -> Result<Kind> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).at(&path)?;
+    let v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    if v.get("pretrained_config").is_some() && v.get("build_config").is_some() {
+        Ok(Kind::Engine)
+    } else if v.get("architecture").is_some() && v.get("mapping").is_some() {
+        Ok(Kind::Checkpoint)
+    } else {
+        Ok(Kind::HuggingFace)
+    }
+}
+
+/// The cache root: `TRTLLM_MINITRON_CACHE`, else `$XDG_CACHE_HOME/trtllm-minitron`,
+/// else `~/.cache/trtllm-minitron`.
+pub fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TRTLLM_MINITRON_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("trtllm-minitron")
+}
+
+/// FNV-1a: a stable hash for cache directory names (std's hasher may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result<RunTarget> {
+    let src = source::resolve(spec)?;
+    match kind_of(&src.dir)? {
+        Kind::Checkpoint => Ok(RunTarget::Checkpoint(src.dir)),
+        Kind::Engine => Ok(RunTarget::Engine(src.dir)),
+        Kind::HuggingFace => converted_checkpoint(&src, progress, stop).map(RunTarget::Checkpoint),
+    }
+}
+
+/// The cached conversion of a Hugging Face model in its own dtype (tp=1, pp=1),
+/// made or refreshed as needed.
+fn converted_checkpoint(src: &ModelSource, progress: &dyn Progress, stop: &AtomicBool) -> Result<PathBuf> {
+    let checked = open_source(src)?;
+    let options = ConversionOptions {
+        dtype: checked.dtype,
+        tp_size: 1,
+        pp_size: 1,
+    };
+    let canonical = std::fs::canonicalize(&src.dir).at(&src.dir)?;
+    let key = format!("{}|{}|tp1|pp1", canonical.display(), checked.dtype);
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = cache_root()
+        .join("checkpoints")
+        .join(format!("{name}-{:016x}", fnv1a(key.as_bytes())));
+    if let Ok(manifest) = ConversionManifest::read(&dir)
+        && manifest.staleness(&src.dir, options).is_none()
+    {
+        return Ok(dir);
+    }
+    drop(checked);
+    let opts = ConvertOptions {
+        dtype: None,
+        parallelism: Parallelism { tp: 1, pp: 1 },
+        force: true,
+        jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+    };
+    convert(src, &dir, &opts, progress, stop)?;
+    Ok(dir)
+}
