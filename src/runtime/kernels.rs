@@ -43,31 +43,66 @@ pub fn decode_row(src: &[u8], dtype: DType, out: &mut [f32]) {
 
 /// Output rows of W handled per task: enough work to amortise scheduling.
 const ROWS_PER_TASK: usize = 16;
+/// Weight rows widened together in the many-token path (one x load feeds all of them).
+const ROW_BLOCK: usize = 4;
+
+thread_local! {
+    /// Per-thread buffer for widened weight rows, reused across calls: allocating
+    /// it per task would fault in fresh pages for every block of rows.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// `y[t, o] = sum_i x[t, i] * w[o, i]` for `n` input rows; `y` is `[n, w.rows]`.
 pub fn matmul(x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
     let (k, m) = (w.cols, w.rows);
     debug_assert_eq!(x.len(), n * k);
     debug_assert_eq!(y.len(), n * m);
-    let es = w.dtype.size();
-    // Work in W's row order (transposed output) so each task owns a contiguous slice.
+    let row_bytes = k * w.dtype.size();
+    let row = |o: usize| &w.data[o * row_bytes..(o + 1) * row_bytes];
+    if n == 1 {
+        // Decode: memory-bound, so widen and multiply in one pass over each row.
+        y.par_chunks_mut(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, out)| {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = dot_stored(row(task * ROWS_PER_TASK + j), w.dtype, x);
+                }
+            });
+        return;
+    }
+    // Many tokens: widen a block of rows once, reuse it for every token. Work in
+    // W's row order (transposed output) so each task owns a contiguous slice.
     let mut yt = vec![0f32; n * m];
     yt.par_chunks_mut(ROWS_PER_TASK * n)
         .enumerate()
         .for_each(|(task, out)| {
-            let first = task * ROWS_PER_TASK;
-            let rows = out.len() / n;
-            let mut wrows = vec![0f32; rows * k];
-            for (j, wrow) in wrows.chunks_exact_mut(k).enumerate() {
-                let o = first + j;
-                decode_row(&w.data[o * k * es..(o + 1) * k * es], w.dtype, wrow);
-            }
-            for t in 0..n {
-                let xt = &x[t * k..(t + 1) * k];
-                for (j, wrow) in wrows.chunks_exact(k).enumerate() {
-                    out[j * n + t] = dot(wrow, xt);
+            SCRATCH.with_borrow_mut(|scratch| {
+                let rows = out.len() / n;
+                scratch.resize(ROW_BLOCK * k, 0.0);
+                for block in (0..rows).step_by(ROW_BLOCK) {
+                    let count = ROW_BLOCK.min(rows - block);
+                    for j in 0..count {
+                        decode_row(
+                            row(task * ROWS_PER_TASK + block + j),
+                            w.dtype,
+                            &mut scratch[j * k..(j + 1) * k],
+                        );
+                    }
+                    for t in 0..n {
+                        let xt = &x[t * k..(t + 1) * k];
+                        if count == ROW_BLOCK {
+                            let sums = dot4(&scratch[..4 * k], xt);
+                            for (j, s) in sums.into_iter().enumerate() {
+                                out[(block + j) * n + t] = s;
+                            }
+                        } else {
+                            for j in 0..count {
+                                out[(block + j) * n + t] = dot(&scratch[j * k..(j + 1) * k], xt);
+                            }
+                        }
+                    }
                 }
-            }
+            });
         });
     for o in 0..m {
         for t in 0..n {
@@ -76,55 +111,219 @@ pub fn matmul(x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
     }
 }
 
-/// Dot product, vectorised for the running CPU.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were just detected.
-            return unsafe { dot_avx2(a, b) };
-        }
+/// Dot product of one stored weight row with f32 activations.
+fn dot_stored(row: &[u8], dtype: DType, x: &[f32]) -> f32 {
+    match dtype {
+        DType::BF16 => dot_bf16(row, x),
+        DType::F32 | DType::F16 => SCRATCH.with_borrow_mut(|scratch| {
+            scratch.resize(x.len(), 0.0);
+            decode_row(row, dtype, scratch);
+            dot(scratch, x)
+        }),
     }
-    dot_generic(a, b)
 }
 
-macro_rules! dot_body {
-    ($a:expr, $b:expr, $fma:expr) => {{
-        let (a, b) = ($a, $b);
-        // Eight independent accumulators of eight lanes: lets LLVM use full vectors
-        // and hide FMA latency.
-        let mut acc = [[0f32; 8]; 4];
-        let mut ca = a.chunks_exact(32);
-        let mut cb = b.chunks_exact(32);
-        for (x, y) in (&mut ca).zip(&mut cb) {
-            for q in 0..4 {
-                for l in 0..8 {
-                    acc[q][l] = $fma(x[q * 8 + l], y[q * 8 + l], acc[q][l]);
-                }
+/// Picks the AVX2+FMA build of a kernel when the CPU has it.
+macro_rules! dispatch {
+    ($generic:ident, $avx2:ident, $($arg:expr),*) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the features were just detected.
+                return unsafe { $avx2($($arg),*) };
             }
         }
-        let mut tail = 0f32;
-        for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-            tail += x * y;
-        }
-        let mut lanes = [0f32; 8];
-        for l in 0..8 {
-            lanes[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-        }
-        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
-            + tail
+        $generic($($arg),*)
     }};
 }
 
+/// Dot product, vectorised for the running CPU.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dispatch!(dot_generic, dot_avx2, a, b)
+}
+
+/// Dot product of bf16 weights (raw little-endian bytes) with f32 activations.
+pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    dispatch!(dot_bf16_generic, dot_bf16_avx2, w, x)
+}
+
+/// Four dot products sharing one activation row (`w` holds four rows of its length).
+pub fn dot4(w: &[f32], x: &[f32]) -> [f32; 4] {
+    dispatch!(dot4_generic, dot4_avx2, w, x)
+}
+
+/// Lanes per block: four accumulators of eight, enough to fill AVX2 vectors and
+/// hide FMA latency. Fixed-size chunks let LLVM drop bounds checks and vectorise.
+const LANES: usize = 32;
+
+macro_rules! dot_body {
+    ($a:expr, $b:expr, $elem:expr, $widen:expr, $fma:expr) => {{
+        let widen = $widen;
+        let (a, b) = ($a, $b);
+        let mut acc = [0f32; LANES];
+        let mut ca = a.chunks_exact(LANES * ($elem));
+        let mut cb = b.chunks_exact(LANES);
+        for (wa, xb) in (&mut ca).zip(&mut cb) {
+            let xb: &[f32; LANES] = xb.try_into().unwrap_or(&[0.0; LANES]);
+            for l in 0..LANES {
+                acc[l] = $fma(widen(wa, l), xb[l], acc[l]);
+            }
+        }
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        let mut tail = 0f32;
+        for l in 0..rb.len().min(ra.len() / ($elem)) {
+            tail += widen(ra, l) * rb[l];
+        }
+        let mut s = [0f32; 8];
+        for l in 0..8 {
+            s[l] = (acc[l] + acc[l + 8]) + (acc[l + 16] + acc[l + 24]);
+        }
+        ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
+    }};
+}
+
+#[inline(always)]
+fn plain_fma(x: f32, y: f32, acc: f32) -> f32 {
+    acc + x * y
+}
+
+/// Element `l` of a chunk of f32 values.
+#[inline(always)]
+fn f32_at(c: &[f32], l: usize) -> f32 {
+    c[l]
+}
+
+/// Element `l` of a chunk of little-endian bf16 bytes, widened exactly.
+#[inline(always)]
+fn bf16_at(c: &[u8], l: usize) -> f32 {
+    f32::from_bits(u32::from(u16::from_le_bytes([c[2 * l], c[2 * l + 1]])) << 16)
+}
+
 fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
-    dot_body!(a, b, |x: f32, y: f32, acc: f32| acc + x * y)
+    dot_body!(a, b, 1, f32_at, plain_fma)
+}
+
+fn dot_bf16_generic(w: &[u8], x: &[f32]) -> f32 {
+    dot_body!(w, x, 2, bf16_at, plain_fma)
+}
+
+fn dot4_generic(w: &[f32], x: &[f32]) -> [f32; 4] {
+    let k = x.len();
+    std::array::from_fn(|j| dot_generic(&w[j * k..(j + 1) * k], x))
+}
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Horizontal sum of eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// Eight bf16 values (16 bytes at `p`) widened to f32 (exact: bf16 is f32's top half).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_bf16x8(p: *const u8) -> __m256 {
+    // SAFETY (caller): 16 readable bytes at p; unaligned loads are allowed.
+    let raw = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_body!(a, b, |x: f32, y: f32, acc: f32| x.mul_add(y, acc))
+    let n = a.len().min(b.len());
+    let blocks = n / 32;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..blocks {
+        for (q, accq) in acc.iter_mut().enumerate() {
+            let at = i * 32 + q * 8;
+            // SAFETY: at + 8 <= blocks * 32 <= n, within both slices.
+            let (va, vb) = unsafe {
+                (
+                    _mm256_loadu_ps(a.as_ptr().add(at)),
+                    _mm256_loadu_ps(b.as_ptr().add(at)),
+                )
+            };
+            *accq = _mm256_fmadd_ps(va, vb, *accq);
+        }
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    // SAFETY: AVX2 is enabled for this function.
+    let mut total = unsafe { hsum(sum) };
+    for (ai, bi) in a[blocks * 32..n].iter().zip(&b[blocks * 32..n]) {
+        total += ai * bi;
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_bf16_avx2(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    let blocks = n / 32;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..blocks {
+        for (q, accq) in acc.iter_mut().enumerate() {
+            let at = i * 32 + q * 8;
+            // SAFETY: elements at..at + 8 are within both slices (at + 8 <= n).
+            let (vw, vx) = unsafe {
+                (
+                    load_bf16x8(w.as_ptr().add(2 * at)),
+                    _mm256_loadu_ps(x.as_ptr().add(at)),
+                )
+            };
+            *accq = _mm256_fmadd_ps(vw, vx, *accq);
+        }
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    // SAFETY: AVX2 is enabled for this function.
+    let mut total = unsafe { hsum(sum) };
+    for (i, xi) in x.iter().enumerate().take(n).skip(blocks * 32) {
+        total += bf16_at(w, i) * xi;
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(w: &[f32], x: &[f32]) -> [f32; 4] {
+    let k = x.len();
+    assert!(w.len() >= 4 * k);
+    let blocks = k / 8;
+    // Two accumulators per row: one activation load feeds four weight rows.
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut i = 0;
+    while i + 2 <= blocks {
+        for h in 0..2 {
+            let at = (i + h) * 8;
+            // SAFETY: at + 8 <= k, and row j spans w[j*k..(j+1)*k] (asserted above).
+            unsafe {
+                let xv = _mm256_loadu_ps(x.as_ptr().add(at));
+                for j in 0..4 {
+                    let wv = _mm256_loadu_ps(w.as_ptr().add(j * k + at));
+                    acc[j * 2 + h] = _mm256_fmadd_ps(wv, xv, acc[j * 2 + h]);
+                }
+            }
+        }
+        i += 2;
+    }
+    let done = i * 8;
+    std::array::from_fn(|j| {
+        // SAFETY: AVX2 is enabled for this function.
+        let mut s = unsafe { hsum(_mm256_add_ps(acc[j * 2], acc[j * 2 + 1])) };
+        for idx in done..k {
+            s += w[j * k + idx] * x[idx];
+        }
+        s
+    })
 }
 
 /// LayerNorm with the stored (already +1) weight: `(x - mean) / sqrt(var + eps) * w + b`.
@@ -141,6 +340,45 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vectorised_and_generic_kernels_agree_on_every_length() {
+        for k in [1usize, 7, 8, 16, 31, 32, 33, 100, 4101] {
+            let x: Vec<f32> = (0..k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 16.0).collect();
+            let w4: Vec<f32> = (0..4 * k).map(|i| ((i * 7 % 19) as f32 - 9.0) / 32.0).collect();
+            let exact = |w: &[f32]| {
+                w.iter()
+                    .zip(&x)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum::<f64>() as f32
+            };
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+            let row0 = &w4[..k];
+            assert!(
+                close(dot(row0, &x), exact(row0)) && close(dot_generic(row0, &x), exact(row0)),
+                "dot k={k}"
+            );
+            let four = dot4(&w4, &x);
+            let four_generic = dot4_generic(&w4, &x);
+            for j in 0..4 {
+                let want = exact(&w4[j * k..(j + 1) * k]);
+                assert!(
+                    close(four[j], want) && close(four_generic[j], want),
+                    "dot4 k={k} row {j}"
+                );
+            }
+            // These weights are exact in bf16, so the bf16 kernels must give the same sums.
+            let bytes: Vec<u8> = row0
+                .iter()
+                .flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes())
+                .collect();
+            assert!(close(dot_bf16(&bytes, &x), exact(row0)), "dot_bf16 k={k}");
+            assert!(
+                close(dot_bf16_generic(&bytes, &x), exact(row0)),
+                "dot_bf16_generic k={k}"
+            );
+        }
+    }
 
     #[test]
     fn matmul_matches_a_naive_product_in_every_dtype() {
