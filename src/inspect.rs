@@ -270,12 +270,26 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB ({bytes} bytes)", bytes as f64 / (1u64 << 30) as f64)
+/// Bytes in the largest binary unit that keeps the number >= 1.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.2} {} ({bytes} bytes)", units[unit]) }
 }
 
-fn billions(n: u64) -> String {
-    format!("{:.3}B ({n})", n as f64 / 1e9)
+/// A parameter count as people quote it (8.27B, 65.7K).
+fn human_count(n: u64) -> String {
+    let (div, suffix) = match n {
+        0..1_000_000 => (1e3, "K"),
+        1_000_000..1_000_000_000 => (1e6, "M"),
+        _ => (1e9, "B"),
+    };
+    format!("{:.2}{suffix} ({n})", n as f64 / div)
 }
 
 impl fmt::Display for Inspection {
@@ -315,8 +329,8 @@ impl fmt::Display for Inspection {
                     c.head_dim,
                     c.tie_word_embeddings
                 )?;
-                writeln!(f, "  parameters  {}", billions(s.parameters))?;
-                writeln!(f, "  size        {}", gib(s.bytes))?;
+                writeln!(f, "  parameters  {}", human_count(s.parameters))?;
+                writeln!(f, "  size        {}", human_bytes(s.bytes))?;
                 match &s.problem {
                     None => writeln!(f, "  convertible yes"),
                     Some(p) => writeln!(f, "  convertible NO: {p}"),
@@ -332,10 +346,10 @@ impl fmt::Display for Inspection {
                 )?;
                 write_dims(f, &s.dims)?;
                 writeln!(f, "  mapping     {}", s.mapping)?;
-                writeln!(f, "  parameters  {}", billions(s.parameters))?;
-                writeln!(f, "  size        {}", gib(s.bytes))?;
+                writeln!(f, "  parameters  {}", human_count(s.parameters))?;
+                writeln!(f, "  size        {}", human_bytes(s.bytes))?;
                 for r in &s.ranks {
-                    writeln!(f, "  {:<22} {} tensors, {}", r.file, r.tensors, gib(r.bytes))?;
+                    writeln!(f, "  {:<22} {} tensors, {}", r.file, r.tensors, human_bytes(r.bytes))?;
                 }
                 write_missing(f, &s.missing_ranks, "safetensors")?;
                 if let Some(m) = &s.manifest {
@@ -377,7 +391,7 @@ impl fmt::Display for Inspection {
                     }
                 }
                 for r in &s.ranks {
-                    writeln!(f, "  {:<22} {}", r.file, gib(r.bytes))?;
+                    writeln!(f, "  {:<22} {}", r.file, human_bytes(r.bytes))?;
                 }
                 write_missing(f, &s.missing_ranks, "engine")
             }
