@@ -88,7 +88,18 @@ pub fn matmul(x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
                             &mut scratch[j * k..(j + 1) * k],
                         );
                     }
-                    for t in 0..n {
+                    let mut t = 0;
+                    if count == ROW_BLOCK {
+                        // Three tokens at a time: 7 loads feed 12 FMAs.
+                        while t + 3 <= n {
+                            let sums = dot4x3(&scratch[..4 * k], &x[t * k..(t + 3) * k]);
+                            for (j, row) in sums.iter().enumerate() {
+                                out[(block + j) * n + t..(block + j) * n + t + 3].copy_from_slice(row);
+                            }
+                            t += 3;
+                        }
+                    }
+                    for t in t..n {
                         let xt = &x[t * k..(t + 1) * k];
                         if count == ROW_BLOCK {
                             let sums = dot4(&scratch[..4 * k], xt);
@@ -156,6 +167,12 @@ pub fn dot4(w: &[f32], x: &[f32]) -> [f32; 4] {
 /// hide FMA latency. Fixed-size chunks let LLVM drop bounds checks and vectorise.
 const LANES: usize = 32;
 
+/// Twelve dot products: four weight rows (`w`, each of length k) times three
+/// activation rows (`x`, `[3, k]`). Returns `[row][token]`.
+pub fn dot4x3(w: &[f32], x: &[f32]) -> [[f32; 3]; 4] {
+    dispatch!(dot4x3_generic, dot4x3_avx2, w, x)
+}
+
 macro_rules! dot_body {
     ($a:expr, $b:expr, $elem:expr, $widen:expr, $fma:expr) => {{
         let widen = $widen;
@@ -210,6 +227,13 @@ fn dot_bf16_generic(w: &[u8], x: &[f32]) -> f32 {
 fn dot4_generic(w: &[f32], x: &[f32]) -> [f32; 4] {
     let k = x.len();
     std::array::from_fn(|j| dot_generic(&w[j * k..(j + 1) * k], x))
+}
+
+fn dot4x3_generic(w: &[f32], x: &[f32]) -> [[f32; 3]; 4] {
+    let k = x.len() / 3;
+    std::array::from_fn(|j| {
+        std::array::from_fn(|t| dot_generic(&w[j * k..(j + 1) * k], &x[t * k..(t + 1) * k]))
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -326,6 +350,43 @@ unsafe fn dot4_avx2(w: &[f32], x: &[f32]) -> [f32; 4] {
     })
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4x3_avx2(w: &[f32], x: &[f32]) -> [[f32; 3]; 4] {
+    let k = x.len() / 3;
+    assert!(w.len() >= 4 * k && x.len() >= 3 * k);
+    let blocks = k / 8;
+    let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+    for i in 0..blocks {
+        let at = i * 8;
+        // SAFETY: at + 8 <= k; rows of w and x are k long (asserted above).
+        unsafe {
+            let xv = [
+                _mm256_loadu_ps(x.as_ptr().add(at)),
+                _mm256_loadu_ps(x.as_ptr().add(k + at)),
+                _mm256_loadu_ps(x.as_ptr().add(2 * k + at)),
+            ];
+            for (j, accj) in acc.iter_mut().enumerate() {
+                let wv = _mm256_loadu_ps(w.as_ptr().add(j * k + at));
+                for (a, xt) in accj.iter_mut().zip(xv) {
+                    *a = _mm256_fmadd_ps(wv, xt, *a);
+                }
+            }
+        }
+    }
+    let done = blocks * 8;
+    std::array::from_fn(|j| {
+        std::array::from_fn(|t| {
+            // SAFETY: AVX2 is enabled for this function.
+            let mut s = unsafe { hsum(acc[j][t]) };
+            for idx in done..k {
+                s += w[j * k + idx] * x[t * k + idx];
+            }
+            s
+        })
+    })
+}
+
 /// LayerNorm with the stored (already +1) weight: `(x - mean) / sqrt(var + eps) * w + b`.
 pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     let n = x.len() as f64;
@@ -366,6 +427,21 @@ mod tests {
                     close(four[j], want) && close(four_generic[j], want),
                     "dot4 k={k} row {j}"
                 );
+            }
+            let x3: Vec<f32> = (0..3 * k).map(|i| ((i * 11 % 23) as f32 - 11.0) / 8.0).collect();
+            let (fast, slow) = (dot4x3(&w4, &x3), dot4x3_generic(&w4, &x3));
+            for j in 0..4 {
+                for t in 0..3 {
+                    let want = w4[j * k..(j + 1) * k]
+                        .iter()
+                        .zip(&x3[t * k..(t + 1) * k])
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum::<f64>() as f32;
+                    assert!(
+                        close(fast[j][t], want) && close(slow[j][t], want),
+                        "dot4x3 k={k} [{j}][{t}]"
+                    );
+                }
             }
             // These weights are exact in bf16, so the bf16 kernels must give the same sums.
             let bytes: Vec<u8> = row0
