@@ -71,6 +71,8 @@ pub struct EngineSummary {
     pub ranks: Vec<RankFile>,
     pub missing_ranks: Vec<usize>,
     pub bytes: u64,
+    /// Written by `trtllm-minitron build`: profile, checkpoint, versions, GPU, command.
+    pub build_manifest: Option<Box<crate::build::manifest::BuildManifest>>,
 }
 
 /// The dims shared by checkpoint and engine configs.
@@ -216,6 +218,9 @@ fn inspect_engine(path: &Path, config: &Value) -> Result<EngineSummary> {
         bytes: ranks.iter().map(|r| r.bytes).sum(),
         ranks,
         missing_ranks,
+        build_manifest: crate::build::manifest::BuildManifest::read(path)
+            .ok()
+            .map(Box::new),
     })
 }
 
@@ -279,7 +284,11 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.2} {} ({bytes} bytes)", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.2} {} ({bytes} bytes)", units[unit])
+    }
 }
 
 /// A parameter count as people quote it (8.27B, 65.7K).
@@ -349,7 +358,13 @@ impl fmt::Display for Inspection {
                 writeln!(f, "  parameters  {}", human_count(s.parameters))?;
                 writeln!(f, "  size        {}", human_bytes(s.bytes))?;
                 for r in &s.ranks {
-                    writeln!(f, "  {:<22} {} tensors, {}", r.file, r.tensors, human_bytes(r.bytes))?;
+                    writeln!(
+                        f,
+                        "  {:<22} {} tensors, {}",
+                        r.file,
+                        r.tensors,
+                        human_bytes(r.bytes)
+                    )?;
                 }
                 write_missing(f, &s.missing_ranks, "safetensors")?;
                 if let Some(m) = &s.manifest {
@@ -390,6 +405,7 @@ impl fmt::Display for Inspection {
                         writeln!(f, "  {key:<11} {v}")?;
                     }
                 }
+                write_engine_build(f, s)?;
                 for r in &s.ranks {
                     writeln!(f, "  {:<22} {}", r.file, human_bytes(r.bytes))?;
                 }
@@ -397,6 +413,72 @@ impl fmt::Display for Inspection {
             }
         }
     }
+}
+
+/// The rest of an engine's build config, and its build manifest if `build` made it.
+fn write_engine_build(f: &mut fmt::Formatter<'_>, s: &EngineSummary) -> fmt::Result {
+    let b = &s.build_config;
+    let p = b.get("plugin_config").unwrap_or(&Value::Null);
+    let show = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "?".into());
+    writeln!(
+        f,
+        "  kv cache    {} (tokens_per_block {}); gather logits: context {} generation {}",
+        show(b.get("kv_cache_type")),
+        show(p.get("tokens_per_block")),
+        show(b.get("gather_context_logits")),
+        show(b.get("gather_generation_logits"))
+    )?;
+    writeln!(
+        f,
+        "  plugins     gemm {} gpt_attention {}; context_fmha {} paged_context_fmha {}",
+        show(p.get("gemm_plugin")),
+        show(p.get("gpt_attention_plugin")),
+        show(p.get("context_fmha")),
+        show(p.get("use_paged_context_fmha"))
+    )?;
+    let Some(m) = &s.build_manifest else {
+        return writeln!(f, "  built by    (no trtllm-minitron build manifest)");
+    };
+    let file = m
+        .profile
+        .file
+        .as_ref()
+        .map(|p| format!(" ({})", p.display()))
+        .unwrap_or_default();
+    writeln!(f, "  profile     {}{file}", m.profile.name)?;
+    writeln!(
+        f,
+        "  built by    {} {} with TensorRT-LLM {}, TensorRT {}",
+        m.tool, m.tool_version, m.toolchain.tensorrt_llm_version, m.toolchain.tensorrt_version
+    )?;
+    writeln!(
+        f,
+        "  built on    {} ({}, compute {}): runs only on {} GPUs",
+        m.gpu.name, m.gpu.sm, m.gpu.compute_capability, m.gpu.sm
+    )?;
+    writeln!(
+        f,
+        "  from        {} (checkpoint {}, fingerprint {})",
+        m.model
+            .hub_id
+            .clone()
+            .unwrap_or_else(|| m.model.dir.display().to_string()),
+        m.checkpoint.dir.display(),
+        m.checkpoint.fingerprint
+    )?;
+    writeln!(
+        f,
+        "  took        {:.1} s (convert {:.1} s, trtllm-build {:.1} s)",
+        m.durations.total_seconds,
+        m.durations.convert_seconds.unwrap_or(0.0),
+        m.durations.build_seconds
+    )?;
+    let command = m
+        .command
+        .split_first()
+        .map(|(prog, args)| crate::build::flags::shell_line(prog, args))
+        .unwrap_or_default();
+    writeln!(f, "  command     {command}")
 }
 
 fn write_dims(f: &mut fmt::Formatter<'_>, d: &Dims) -> fmt::Result {

@@ -3,6 +3,7 @@
 //! The library holds everything the CLI does; `main.rs` only parses arguments,
 //! adds context to errors and prints.
 
+pub mod build;
 pub mod cancel;
 pub mod convert;
 pub mod dtype;

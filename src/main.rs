@@ -56,6 +56,69 @@ cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub); nothing is downlo
 ~/.cache/trtllm-minitron and reused while fresh), or a TensorRT-LLM checkpoint of any tp/pp.
 Decoding is greedy unless --temperature, --top-k or --top-p is given.")]
     Run(RunArgs),
+    /// Build a TensorRT-LLM engine: convert (reusing a fresh conversion), then run trtllm-build.
+    #[command(after_help = "Examples:
+  trtllm-minitron build minitron-8b-base-bf16-a100
+  trtllm-minitron build engines/minitron-8b-bf16-tp2-a100.toml --output /models/minitron-8b-tp2
+  trtllm-minitron build demo-shakespeare --dry-run
+  trtllm-minitron build minitron-4b-base-bf16-a100 --max-batch-size 16 --max-num-tokens 16384 --json
+  trtllm-minitron build --model nvidia/Minitron-4B-Base --dtype bfloat16 --max-input-len 1024 --max-seq-len 2048
+  trtllm-minitron build demo-shakespeare --trtllm-build /usr/local/bin/trtllm-build --force
+
+PROFILE is a TOML file, or the name of one in ./engines (every key: engines/README.md);
+flags override its keys. trtllm-build is --trtllm-build, else $TRTLLM_BUILD, else the one on
+PATH; it must be TensorRT-LLM 1.0 to 1.2.x (1.3 removed engines) and needs a GPU.
+An engine whose profile, checkpoint, TensorRT-LLM/TensorRT versions and GPU architecture are
+unchanged is left alone (\"up to date\"). Engines with tp*pp = N ranks run on N GPUs:
+  mpirun -n N trtllm-minitron run --model ENGINE_DIR ...")]
+    Build(BuildArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Engine profile: a TOML file, or the name of one in ./engines.
+    #[arg(value_name = "PROFILE", required_unless_present = "model")]
+    profile: Option<String>,
+    /// Hub id, model directory or TensorRT-LLM checkpoint [default: the profile's `model`].
+    #[arg(long, value_name = "SRC")]
+    model: Option<String>,
+    /// Engine directory [default: trtllm-engines/<profile name>].
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    #[arg(long, value_parser = ["bfloat16", "float16", "float32"])]
+    dtype: Option<String>,
+    #[arg(long, value_name = "N")]
+    tp_size: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pp_size: Option<usize>,
+    #[arg(long, value_name = "N")]
+    max_batch_size: Option<usize>,
+    #[arg(long, value_name = "N")]
+    max_input_len: Option<usize>,
+    #[arg(long, value_name = "N")]
+    max_seq_len: Option<usize>,
+    #[arg(long, value_name = "N")]
+    max_num_tokens: Option<usize>,
+    #[arg(long, value_name = "N")]
+    max_beam_width: Option<usize>,
+    /// Ranks trtllm-build builds at once, one GPU each [default: tp*pp].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// GPU architecture the engine is meant for, e.g. sm80 (A100), sm90 (H100).
+    #[arg(long, value_name = "SM")]
+    target_arch: Option<String>,
+    /// The trtllm-build to run [default: $TRTLLM_BUILD, else trtllm-build on PATH].
+    #[arg(long, value_name = "PATH")]
+    trtllm_build: Option<PathBuf>,
+    /// Print the convert step and the exact trtllm-build command; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rebuild even when up to date; replace an output directory that is not an engine of ours.
+    #[arg(long)]
+    force: bool,
+    /// Print a machine-readable report on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -164,6 +227,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => run_convert(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Run(args) => run_run(args),
+        Command::Build(args) => run_build(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -283,6 +347,216 @@ fn run_run(args: RunArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     run(&options, &mut out, progress, &STOP).with_context(|| format!("running {}", args.model))?;
+    Ok(())
+}
+
+fn run_build(args: BuildArgs) -> anyhow::Result<()> {
+    use std::sync::{Mutex, OnceLock};
+    use trtllm_minitron::build::{
+        BuildError, BuildObserver, BuildRequest, BuildStatus, BuilderStatus, Overrides,
+    };
+
+    /// Conversion: the byte bar. trtllm-build: a spinner with elapsed time and
+    /// ranks, or (stderr not a terminal) one line per finished rank.
+    struct Observer {
+        convert: Option<TerminalBar>,
+        terminal: bool,
+        spinner: OnceLock<ProgressBar>,
+        last: Mutex<Option<(usize, Option<usize>)>>,
+    }
+    impl Observer {
+        fn say(&self, text: &str) {
+            match self.spinner.get() {
+                Some(s) => s.println(text),
+                None => eprintln!("{text}"),
+            }
+        }
+    }
+    impl BuildObserver for Observer {
+        fn warning(&self, message: &str) {
+            self.say(&format!("warning: {message}"));
+        }
+        fn step(&self, message: &str) {
+            self.say(message);
+        }
+        fn convert_progress(&self) -> &dyn Progress {
+            match &self.convert {
+                Some(b) => b,
+                None => &Silent,
+            }
+        }
+        fn builder_progress(&self, s: &BuilderStatus) {
+            let now = (s.done, s.current);
+            let current = match s.current {
+                Some(r) => format!(", building rank {r}"),
+                None => String::new(),
+            };
+            if self.terminal {
+                let bar = self.spinner.get_or_init(|| {
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} trtllm-build [{elapsed_precise}] {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                    bar
+                });
+                bar.set_message(format!("{}/{} ranks done{current}", s.done, s.world));
+            } else if let Ok(mut last) = self.last.lock()
+                && *last != Some(now)
+            {
+                *last = Some(now);
+                eprintln!(
+                    "trtllm-build: {}/{} ranks done{current} ({:.0} s)",
+                    s.done,
+                    s.world,
+                    s.elapsed.as_secs_f64()
+                );
+            }
+        }
+    }
+
+    let request = BuildRequest {
+        profile: args.profile.clone(),
+        overrides: Overrides {
+            model: args.model.clone(),
+            dtype: args.dtype.as_deref().and_then(DType::parse),
+            tp: args.tp_size,
+            pp: args.pp_size,
+            workers: args.workers,
+            target_arch: args.target_arch.clone(),
+            max_batch_size: args.max_batch_size,
+            max_input_len: args.max_input_len,
+            max_seq_len: args.max_seq_len,
+            max_num_tokens: args.max_num_tokens,
+            max_beam_width: args.max_beam_width,
+        },
+        output: args.output.clone(),
+        trtllm_build: args.trtllm_build.clone(),
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    let observer = Observer {
+        convert: TerminalBar::new(),
+        terminal: std::io::stderr().is_terminal(),
+        spinner: OnceLock::new(),
+        last: Mutex::new(None),
+    };
+    let what = args.profile.clone().or(args.model.clone()).unwrap_or_default();
+    let result = trtllm_minitron::build::build(&request, &observer, &STOP);
+    if let Some(s) = observer.spinner.get() {
+        s.finish_and_clear();
+    }
+    // Library errors keep their type so Ctrl-C still exits with 130.
+    let report = result
+        .map_err(|e| match e {
+            BuildError::Library(inner) => anyhow::Error::from(*inner),
+            other => anyhow::Error::from(other),
+        })
+        .with_context(|| format!("building {what}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let p = &report.profile;
+    let s = &p.settings;
+    let out = report.output.display();
+    let versions = report.toolchain.as_ref().map(|t| {
+        format!(
+            "TensorRT-LLM {}, TensorRT {} ({}, Python {})",
+            t.tensorrt_llm_version,
+            t.tensorrt_version,
+            t.trtllm_build.display(),
+            t.python.display()
+        )
+    });
+    match report.status {
+        BuildStatus::UpToDate => {
+            println!(
+                "up to date: {out} (profile {}, {} tp={} pp={}); nothing to do (--force rebuilds)",
+                p.name, s.dtype, s.tp, s.pp
+            );
+        }
+        BuildStatus::Built => {
+            let d = report.durations.clone().unwrap_or_default();
+            println!(
+                "built {out} (profile {}, {} tp={} pp={}): {} rank engine(s) in {:.1} s (convert {:.1} s, trtllm-build {:.1} s)",
+                p.name,
+                s.dtype,
+                s.tp,
+                s.pp,
+                s.tp * s.pp,
+                d.total_seconds,
+                d.convert_seconds.unwrap_or(0.0),
+                d.build_seconds
+            );
+            if let Some(v) = versions {
+                println!("  with {v}");
+            }
+            if let Some(log) = &report.log {
+                println!("  log {}", log.display());
+            }
+            if s.tp * s.pp > 1 {
+                println!(
+                    "  run it on {n} GPUs: mpirun -n {n} trtllm-minitron run --model {out} ...",
+                    n = s.tp * s.pp
+                );
+            }
+        }
+        BuildStatus::DryRun => {
+            println!("dry run: nothing was converted or built");
+            let file = p
+                .file
+                .as_ref()
+                .map(|f| format!(" ({})", f.display()))
+                .unwrap_or_default();
+            println!("profile       {}{file}", p.name);
+            println!(
+                "model         {} -> {}",
+                report.model.spec,
+                report.model.dir.display()
+            );
+            match (
+                &report.checkpoint.convert_reason,
+                &report.checkpoint.convert_command,
+            ) {
+                (Some(why), Some(cmd)) => {
+                    println!(
+                        "convert       {}",
+                        cmd.iter()
+                            .map(|a| trtllm_minitron::build::flags::shell_quote(a))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    println!("              ({why})");
+                }
+                _ => println!(
+                    "convert       skipped: using the checkpoint {}",
+                    report.checkpoint.dir.display()
+                ),
+            }
+            println!("trtllm-build  {}", report.command_line());
+            println!(
+                "output        {out} (written to a temporary sibling, validated, then renamed into place)"
+            );
+            if report.up_to_date {
+                println!("engine        up to date: a real build would do nothing");
+            } else if let Some(why) = &report.rebuild_reason {
+                println!("engine        would be rebuilt: {why}");
+            }
+            println!("builder       {}", versions.unwrap_or_else(|| "not found".into()));
+            match report.gpus.first() {
+                Some(g) => println!(
+                    "gpu           {} ({}, {} MiB) x {}",
+                    g.name,
+                    g.sm,
+                    g.memory_mib.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
+                    report.gpus.len()
+                ),
+                None => println!("gpu           none found"),
+            }
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,486 @@
+//! `build`: a Minitron model to a TensorRT-LLM engine. The profile (and any
+//! command-line overrides) is checked against the model; the model is
+//! converted into the conversion cache unless a fresh conversion exists; then
+//! TensorRT-LLM's own `trtllm-build` runs with every limit explicit, its output
+//! staged in a temporary directory, validated, given a build manifest, and
+//! renamed into place. An engine whose manifest matches what would be built
+//! now is left alone ("up to date").
+
+pub mod checkpoint;
+pub mod error;
+pub mod flags;
+pub mod gpu;
+pub mod manifest;
+pub mod profile;
+pub mod runner;
+pub mod toolchain;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::convert::TOKENIZER_FILES;
+use crate::error::{Error, IoContext};
+use crate::progress::{Progress, Silent};
+use crate::staging::StagedDir;
+pub use error::{BuildError, BuildResult};
+use gpu::Gpu;
+use manifest::{BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Wanted};
+pub use profile::Overrides;
+use profile::{LoadedProfile, Merged, Profile};
+pub use runner::BuilderStatus;
+use toolchain::Toolchain;
+
+/// Receives what a build does as it does it (the CLI prints and draws it).
+pub trait BuildObserver: Sync {
+    fn warning(&self, _message: &str) {}
+    /// A step starts: "converting ...", "running trtllm-build ...".
+    fn step(&self, _message: &str) {}
+    /// Progress of the conversion step (bytes).
+    fn convert_progress(&self) -> &dyn Progress {
+        &Silent
+    }
+    /// Called about ten times a second while trtllm-build runs.
+    fn builder_progress(&self, _status: &BuilderStatus) {}
+}
+
+/// Observes nothing.
+pub struct Quiet;
+impl BuildObserver for Quiet {}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// PROFILE: a profile file, or the name of one under `./engines`.
+    pub profile: Option<String>,
+    pub overrides: Overrides,
+    /// Default: `trtllm-engines/<profile name>`.
+    pub output: Option<PathBuf>,
+    /// Default: `TRTLLM_BUILD`, else `trtllm-build` on PATH.
+    pub trtllm_build: Option<PathBuf>,
+    pub dry_run: bool,
+    /// Rebuild even when up to date, and replace an output that is not one of our engines.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildStatus {
+    Built,
+    UpToDate,
+    DryRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub status: BuildStatus,
+    pub output: PathBuf,
+    pub profile: ProfileRecord,
+    pub model: ModelRecord,
+    pub checkpoint: checkpoint::CheckpointPlan,
+    /// trtllm-build's command, program first. For a dry run its --output_dir is
+    /// the final directory; a real build writes to a staging sibling first.
+    pub command: Vec<String>,
+    pub toolchain: Option<Toolchain>,
+    pub gpus: Vec<Gpu>,
+    pub warnings: Vec<String>,
+    /// Why an existing engine is being rebuilt (or, for a dry run, would be).
+    pub rebuild_reason: Option<String>,
+    /// For a dry run: whether the existing engine is already up to date.
+    pub up_to_date: bool,
+    pub log: Option<PathBuf>,
+    pub durations: Option<Durations>,
+}
+
+impl BuildReport {
+    pub fn command_line(&self) -> String {
+        match self.command.split_first() {
+            Some((program, args)) => flags::shell_line(program, args),
+            None => String::new(),
+        }
+    }
+}
+
+/// Where the output goes when `--output` is not given.
+pub fn default_output(name: &str) -> PathBuf {
+    Path::new("trtllm-engines").join(name)
+}
+
+pub fn build(
+    req: &BuildRequest,
+    observer: &dyn BuildObserver,
+    stop: &AtomicBool,
+) -> BuildResult<BuildReport> {
+    let started = Instant::now();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut warn = |w: String| {
+        observer.warning(&w);
+        warnings.push(w);
+    };
+
+    // 1. The profile, merged with the command line and checked against the model.
+    let loaded = match &req.profile {
+        Some(arg) => Some(LoadedProfile::read(&profile::find_profile(arg)?)?),
+        None => None,
+    };
+    if loaded.is_none() && req.overrides.model.is_none() {
+        return Err(BuildError::ProfileNotFound(
+            "give a PROFILE (a file, or a name under ./engines) or --model SRC".into(),
+        ));
+    }
+    let merged = Merged::new(loaded.as_ref(), &req.overrides);
+    let spec = merged
+        .values
+        .model
+        .clone()
+        .ok_or_else(|| merged.err("model", "is missing: give it in the profile or with --model SRC"))?;
+    let base = match (&loaded, merged.overridden.contains("model")) {
+        (Some(l), false) => Some(l.base_dir()),
+        _ => None,
+    };
+    let model = checkpoint::resolve_model(&spec, base.as_deref())?;
+    let settings = profile::resolve(&merged, &model.facts)?;
+    checkpoint::check_fixed_checkpoint(&model, &settings, &merged)?;
+    let name = match &loaded {
+        Some(l) => l.name.clone(),
+        None => derived_name(&model, &settings),
+    };
+    let profile_record = ProfileRecord {
+        name: name.clone(),
+        file: loaded.as_ref().map(|l| l.path.clone()),
+        description: loaded.as_ref().and_then(|l| l.file.description.clone()),
+        settings: settings.clone(),
+    };
+    let model_record = ModelRecord {
+        spec: spec.clone(),
+        dir: std::fs::canonicalize(&model.source.dir).unwrap_or_else(|_| model.source.dir.clone()),
+        hub_id: model.source.hub_id.clone(),
+        revision: model.source.revision.clone(),
+    };
+    let output = req.output.clone().unwrap_or_else(|| default_output(&name));
+
+    // 2. The builder and its versions; 3. the GPU. A dry run only warns.
+    let toolchain = match find_toolchain(req.trtllm_build.as_deref()) {
+        Ok(t) => Some(t),
+        Err(e) if req.dry_run => {
+            warn(format!("{e} (dry run: going on)"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let gpus = match gpu::detect() {
+        Ok(g) => g,
+        Err(why) if req.dry_run => {
+            warn(format!(
+                "no GPU found ({why}); a real build needs one (dry run: going on)"
+            ));
+            Vec::new()
+        }
+        Err(why) => {
+            return Err(BuildError::NoGpu(format!(
+                "no GPU found: {why}. trtllm-build needs an NVIDIA GPU of the architecture the engine will run on \
+                 (the engine only runs on that architecture); --dry-run shows the commands without one"
+            )));
+        }
+    };
+    for w in gpu_warnings(&gpus, &settings) {
+        warn(w);
+    }
+
+    // 4. The checkpoint and the command.
+    let plan = checkpoint::plan(&model, &settings)?;
+    let program = toolchain
+        .as_ref()
+        .map(|t| t.trtllm_build.display().to_string())
+        .unwrap_or_else(|| "trtllm-build".into());
+    let display_args = flags::builder_args(&settings, &plan.dir, &output);
+    let command: Vec<String> = std::iter::once(program.clone())
+        .chain(display_args.clone())
+        .collect();
+
+    // 5. Up to date?
+    let existing = BuildManifest::read(&output).ok();
+    let mut rebuild_reason = None;
+    let mut up_to_date = false;
+    if let Some(old) = &existing {
+        let reason = match (&plan.convert_reason, &toolchain, gpus.first()) {
+            (Some(why), _, _) => Some(format!("the checkpoint must be made again ({why})")),
+            (None, Some(t), Some(g)) => {
+                let record = checkpoint::fingerprint(&plan.dir, settings.world_size())?;
+                old.staleness(
+                    &output,
+                    &Wanted {
+                        profile: &settings,
+                        checkpoint: &record,
+                        toolchain: t,
+                        gpu: g,
+                        args: &display_args,
+                    },
+                )
+            }
+            _ => Some("cannot tell without trtllm-build and a GPU".into()),
+        };
+        match reason {
+            None => up_to_date = true,
+            Some(r) => rebuild_reason = Some(r),
+        }
+    }
+    let mut report = BuildReport {
+        status: BuildStatus::DryRun,
+        output: output.clone(),
+        profile: profile_record.clone(),
+        model: model_record.clone(),
+        checkpoint: plan.clone(),
+        command,
+        toolchain: toolchain.clone(),
+        gpus: gpus.clone(),
+        warnings: Vec::new(),
+        rebuild_reason: rebuild_reason.clone(),
+        up_to_date,
+        log: None,
+        durations: None,
+    };
+    if req.dry_run {
+        report.warnings = warnings;
+        return Ok(report);
+    }
+    if up_to_date && !req.force {
+        report.status = BuildStatus::UpToDate;
+        report.warnings = warnings;
+        return Ok(report);
+    }
+    // Both are present unless this is a dry run (handled above).
+    let (Some(toolchain), Some(gpu0)) = (toolchain, gpus.first().cloned()) else {
+        return Err(BuildError::NoGpu("no trtllm-build or no GPU".into()));
+    };
+    if let Some(why) = &rebuild_reason {
+        observer.step(&format!("rebuilding {}: {why}", output.display()));
+    }
+    refuse_overlap(&output, &[&model.source.dir, &plan.dir])?;
+
+    // 6. Convert if needed.
+    if let Some(why) = &plan.convert_reason {
+        observer.step(&format!(
+            "converting {} to {} ({}, tp={} pp={}): {why}",
+            spec,
+            plan.dir.display(),
+            settings.dtype,
+            settings.tp,
+            settings.pp
+        ));
+    }
+    let convert_seconds = checkpoint::ensure(&plan, &model, &settings, observer.convert_progress(), stop)?;
+    let record = checkpoint::fingerprint(&plan.dir, settings.world_size())?;
+    let checkpoint_config = read_json(&plan.dir.join("config.json"))?;
+
+    // 7. Build into a staging directory. An engine of ours is replaced without
+    // --force (it is stale, or --force asked); anything else needs --force.
+    let stage = StagedDir::begin(&output, req.force || existing.is_some())?;
+    let args = flags::builder_args(&settings, &plan.dir, stage.path());
+    let command: Vec<String> = std::iter::once(program.clone()).chain(args.clone()).collect();
+    let log = stage.path().join(BUILD_LOG_FILE);
+    let failed_log = failed_log_path(&output);
+    observer.step(&format!(
+        "running {} (log: {})",
+        flags::shell_line(&program, &args),
+        log.display()
+    ));
+    let build_seconds = match runner::run(
+        &toolchain.trtllm_build,
+        &args,
+        &log,
+        settings.world_size(),
+        observer,
+        stop,
+    ) {
+        Ok(s) => s,
+        Err(BuildError::BuilderFailed { status, tail, .. }) => {
+            keep_log(&log, &failed_log);
+            return Err(BuildError::BuilderFailed {
+                status,
+                tail,
+                log: failed_log,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+
+    // 8. Validate, complete, commit.
+    let validate_started = Instant::now();
+    let engine_files =
+        validate::validate(stage.path(), &settings, &checkpoint_config, &toolchain).map_err(|problem| {
+            keep_log(&log, &failed_log);
+            BuildError::InvalidEngine {
+                problem,
+                log: failed_log.clone(),
+            }
+        })?;
+    for name in TOKENIZER_FILES {
+        let from = plan.dir.join(name);
+        if from.is_file() {
+            let to = stage.path().join(name);
+            std::fs::copy(&from, &to).at(&to)?;
+        }
+    }
+    let durations = Durations {
+        convert_seconds,
+        build_seconds,
+        validate_seconds: validate_started.elapsed().as_secs_f64(),
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    let manifest = BuildManifest {
+        tool: crate::manifest::TOOL.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix: crate::manifest::now_unix(),
+        profile: profile_record,
+        model: model_record,
+        checkpoint: record,
+        toolchain: toolchain.clone(),
+        gpu: gpu0,
+        command: command.clone(),
+        durations: durations.clone(),
+        engine_files,
+    };
+    manifest.write(stage.path())?;
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Interrupted.into());
+    }
+    stage.commit()?;
+    let _ = std::fs::remove_file(&failed_log);
+
+    report.status = BuildStatus::Built;
+    report.command = command;
+    report.toolchain = Some(toolchain);
+    report.warnings = warnings;
+    report.log = Some(output.join(BUILD_LOG_FILE));
+    report.durations = Some(durations);
+    Ok(report)
+}
+
+fn find_toolchain(explicit: Option<&Path>) -> BuildResult<Toolchain> {
+    let builder = toolchain::locate(explicit)?;
+    let t = toolchain::detect(&builder)?;
+    toolchain::check_supported(&t)?;
+    Ok(t)
+}
+
+/// Mismatches between this machine's GPUs and the profile, worth saying before a long build.
+fn gpu_warnings(gpus: &[Gpu], p: &Profile) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(first) = gpus.first() else {
+        return out;
+    };
+    if let Some(target) = &p.target_arch
+        && *target != first.sm
+    {
+        out.push(format!(
+            "the profile targets {target} ({}), but GPU 0 here is {} ({}): the engine will be built for {} and will only run on {} GPUs ({})",
+            profile::arch_examples(target),
+            first.name,
+            first.sm,
+            first.sm,
+            first.sm,
+            profile::arch_examples(&first.sm)
+        ));
+    }
+    if let Some(other) = gpus.iter().find(|g| g.sm != first.sm) {
+        out.push(format!(
+            "this machine mixes GPU architectures (GPU 0 {} {}, GPU {} {} {}); ranks built on different ones will not run together",
+            first.name, first.sm, other.index, other.name, other.sm
+        ));
+    }
+    let world = p.world_size();
+    if gpus.len() < world {
+        out.push(format!(
+            "the engine has {world} ranks but this machine has {} GPU(s): trtllm-build builds them {} at a time here, and running it needs {world} GPUs (mpirun -n {world})",
+            gpus.len(),
+            gpus.len().min(p.workers)
+        ));
+    }
+    out
+}
+
+/// `Minitron-8B-Base-bfloat16-tp2-pp1`, for `--model` builds without a profile.
+fn derived_name(m: &checkpoint::ResolvedModel, p: &Profile) -> String {
+    let base = m
+        .source
+        .hub_id
+        .as_deref()
+        .and_then(|id| id.rsplit('/').next())
+        .map(str::to_string)
+        .or_else(|| {
+            std::fs::canonicalize(&m.source.dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| "model".into());
+    format!("{base}-{}-tp{}-pp{}", p.dtype, p.tp, p.pp)
+}
+
+/// `<parent>/<name>.build-failed.log`: survives the staging directory's removal.
+fn failed_log_path(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "engine".into());
+    output.with_file_name(format!("{name}.build-failed.log"))
+}
+
+fn keep_log(log: &Path, keep: &Path) {
+    if std::fs::copy(log, keep).is_err() {
+        // No log at all (the builder never started): leave an explanation instead.
+        let _ = std::fs::write(keep, "trtllm-build wrote no output\n");
+    }
+}
+
+fn read_json(path: &Path) -> BuildResult<Value> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    Ok(serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?)
+}
+
+/// Writing the engine into the model or checkpoint (or `--force` removing them) must not happen.
+fn refuse_overlap(output: &Path, inputs: &[&Path]) -> BuildResult<()> {
+    let out = absolute(output);
+    for input in inputs {
+        let Ok(inp) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        if out.starts_with(&inp) || inp.starts_with(&out) {
+            return Err(Error::InvalidOutput(format!(
+                "output {} overlaps {}; choose an output directory outside the model and its checkpoint",
+                output.display(),
+                input.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute through its deepest existing ancestor.
+fn absolute(path: &Path) -> PathBuf {
+    let mut probe = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !probe.exists() {
+        match (probe.file_name(), probe.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                probe = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => break,
+        }
+    }
+    let mut out = std::fs::canonicalize(&probe).unwrap_or(probe);
+    out.extend(rest.iter().rev());
+    out
+}

@@ -1,0 +1,750 @@
+//! Engine profiles: TOML files under `engines/` describing one engine each
+//! (see `engines/README.md` for every key), command-line overrides, and the
+//! checks that turn them into a [`Profile`] `trtllm-build` can build.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{BuildError, BuildResult};
+use super::flags;
+use crate::DType;
+use crate::hf::config::NemotronConfig;
+use crate::trtllm::mapping::Parallelism;
+
+/// A profile file as written: every key optional here, so that a missing
+/// required key gets our message (naming the file) rather than serde's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    pub description: Option<String>,
+    pub model: Option<String>,
+    pub dtype: Option<String>,
+    pub tp: Option<usize>,
+    pub pp: Option<usize>,
+    pub workers: Option<usize>,
+    pub target_arch: Option<String>,
+    pub max_batch_size: Option<usize>,
+    pub max_input_len: Option<usize>,
+    pub max_seq_len: Option<usize>,
+    pub max_num_tokens: Option<usize>,
+    pub max_beam_width: Option<usize>,
+    pub gemm_plugin: Option<String>,
+    pub gpt_attention_plugin: Option<String>,
+    pub paged_kv_cache: Option<bool>,
+    pub tokens_per_block: Option<usize>,
+    pub context_fmha: Option<bool>,
+    pub paged_context_fmha: Option<bool>,
+    pub gather_context_logits: Option<bool>,
+    pub gather_generation_logits: Option<bool>,
+    pub extra_flags: Option<Vec<String>>,
+}
+
+/// Every key a profile may have (engines/README.md documents each).
+pub const KEYS: [&str; 21] = [
+    "description",
+    "model",
+    "dtype",
+    "tp",
+    "pp",
+    "workers",
+    "target_arch",
+    "max_batch_size",
+    "max_input_len",
+    "max_seq_len",
+    "max_num_tokens",
+    "max_beam_width",
+    "gemm_plugin",
+    "gpt_attention_plugin",
+    "paged_kv_cache",
+    "tokens_per_block",
+    "context_fmha",
+    "paged_context_fmha",
+    "gather_context_logits",
+    "gather_generation_logits",
+    "extra_flags",
+];
+
+/// Limits a profile must state: their defaults differ between TensorRT-LLM versions.
+pub const REQUIRED_KEYS: [&str; 6] = [
+    "model",
+    "dtype",
+    "max_batch_size",
+    "max_input_len",
+    "max_seq_len",
+    "max_num_tokens",
+];
+
+/// Values given on the command line; each replaces the profile key of the same name.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub model: Option<String>,
+    pub dtype: Option<DType>,
+    pub tp: Option<usize>,
+    pub pp: Option<usize>,
+    pub workers: Option<usize>,
+    pub target_arch: Option<String>,
+    pub max_batch_size: Option<usize>,
+    pub max_input_len: Option<usize>,
+    pub max_seq_len: Option<usize>,
+    pub max_num_tokens: Option<usize>,
+    pub max_beam_width: Option<usize>,
+}
+
+/// The command-line flag that overrides a key.
+pub fn flag_for_key(key: &str) -> String {
+    match key {
+        "tp" => "--tp-size".into(),
+        "pp" => "--pp-size".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// A fully resolved, checked profile: what the engine is built with. Two
+/// builds with equal profiles (and checkpoint, versions, GPU) give the same engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// As written (hub id or path); the resolved directory is in the manifest.
+    pub model: String,
+    pub dtype: DType,
+    pub tp: usize,
+    pub pp: usize,
+    pub workers: usize,
+    pub target_arch: Option<String>,
+    pub max_batch_size: usize,
+    pub max_input_len: usize,
+    pub max_seq_len: usize,
+    pub max_num_tokens: usize,
+    pub max_beam_width: usize,
+    pub gemm_plugin: String,
+    pub gpt_attention_plugin: String,
+    pub paged_kv_cache: bool,
+    pub tokens_per_block: usize,
+    pub context_fmha: bool,
+    pub paged_context_fmha: bool,
+    pub gather_context_logits: bool,
+    pub gather_generation_logits: bool,
+    pub extra_flags: Vec<String>,
+}
+
+impl Profile {
+    pub fn parallelism(&self) -> Parallelism {
+        Parallelism {
+            tp: self.tp,
+            pp: self.pp,
+        }
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.tp * self.pp
+    }
+
+    /// The keys whose values differ from `other`, for "rebuilding because ..." messages.
+    pub fn changed_keys(&self, other: &Profile) -> Vec<String> {
+        let a = serde_json::to_value(self).unwrap_or_default();
+        let b = serde_json::to_value(other).unwrap_or_default();
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return Vec::new();
+        };
+        a.iter()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k} {} -> {v}", b.get(k.as_str()).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// A profile file read from disk, before overrides.
+#[derive(Debug, Clone)]
+pub struct LoadedProfile {
+    pub path: PathBuf,
+    /// The file stem: names the default output directory.
+    pub name: String,
+    pub file: ProfileFile,
+}
+
+impl LoadedProfile {
+    pub fn read(path: &Path) -> BuildResult<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| BuildError::ProfileSyntax {
+            file: path.to_path_buf(),
+            problem: format!("cannot read it: {e}"),
+        })?;
+        let file: ProfileFile = toml::from_str(&text).map_err(|e| BuildError::ProfileSyntax {
+            file: path.to_path_buf(),
+            problem: format!(
+                "{}\n(every key is documented in engines/README.md)",
+                e.to_string().trim_end()
+            ),
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "engine".into());
+        Ok(LoadedProfile {
+            path: path.to_path_buf(),
+            name,
+            file,
+        })
+    }
+
+    /// Where a relative `model` path in this file is taken from: the file's directory.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// Finds PROFILE: a path to a file, else `engines/NAME.toml` under the current directory.
+pub fn find_profile(arg: &str) -> BuildResult<PathBuf> {
+    let direct = Path::new(arg);
+    if direct.is_file() {
+        return Ok(direct.to_path_buf());
+    }
+    let stem = arg.strip_suffix(".toml").unwrap_or(arg);
+    let in_engines = Path::new("engines").join(format!("{stem}.toml"));
+    if !arg.contains('/') && in_engines.is_file() {
+        return Ok(in_engines);
+    }
+    let mut known: Vec<String> = std::fs::read_dir("engines")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension().is_some_and(|x| x == "toml"))
+                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .flatten()
+        })
+        .collect();
+    known.sort();
+    let hint = if known.is_empty() {
+        "pass the path of a profile file (TOML; see engines/README.md), or --model SRC without a profile"
+            .to_string()
+    } else {
+        format!("profiles in ./engines: {}", known.join(", "))
+    };
+    Err(BuildError::ProfileNotFound(format!(
+        "profile {arg}: no such file, and no engines/{stem}.toml in the current directory; {hint}"
+    )))
+}
+
+/// The profile file merged with the command line, and which keys the command line set.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub values: ProfileFile,
+    pub overridden: BTreeSet<&'static str>,
+    /// The profile file, if any (for messages).
+    pub file: Option<PathBuf>,
+}
+
+impl Merged {
+    pub fn new(profile: Option<&LoadedProfile>, o: &Overrides) -> Self {
+        let mut values = profile.map(|p| p.file.clone()).unwrap_or_default();
+        let mut overridden = BTreeSet::new();
+        macro_rules! apply {
+            ($field:ident, $value:expr) => {
+                if let Some(v) = $value {
+                    values.$field = Some(v);
+                    overridden.insert(stringify!($field));
+                }
+            };
+        }
+        apply!(model, o.model.clone());
+        apply!(dtype, o.dtype.map(|d| d.config_name().to_string()));
+        apply!(tp, o.tp);
+        apply!(pp, o.pp);
+        apply!(workers, o.workers);
+        apply!(target_arch, o.target_arch.clone());
+        apply!(max_batch_size, o.max_batch_size);
+        apply!(max_input_len, o.max_input_len);
+        apply!(max_seq_len, o.max_seq_len);
+        apply!(max_num_tokens, o.max_num_tokens);
+        apply!(max_beam_width, o.max_beam_width);
+        Merged {
+            values,
+            overridden,
+            file: profile.map(|p| p.path.clone()),
+        }
+    }
+
+    /// Names where a key's value came from: the flag (overriding the file) or the file.
+    pub fn origin(&self, key: &str) -> String {
+        match (&self.file, self.overridden.contains(key)) {
+            (Some(file), true) => format!("{} (overriding {})", flag_for_key(key), file.display()),
+            (None, true) => flag_for_key(key),
+            (Some(file), false) => format!("profile {}", file.display()),
+            (None, false) => "the defaults for --model without a profile".into(),
+        }
+    }
+
+    pub fn err(&self, key: &str, problem: impl Into<String>) -> BuildError {
+        BuildError::ProfileValue {
+            origin: self.origin(key),
+            key: key.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// What the profile is checked against: the model's dimensions and dtype.
+#[derive(Debug, Clone)]
+pub struct ModelFacts {
+    pub config: NemotronConfig,
+    /// The dtype the weights are stored in (the default `dtype` without a profile).
+    pub dtype: DType,
+    /// Short name for messages, e.g. `nvidia/Minitron-8B-Base`.
+    pub label: String,
+    /// A TensorRT-LLM checkpoint's own mapping: the default `tp` and `pp`.
+    pub mapping: Option<Parallelism>,
+}
+
+const PLUGIN_DTYPES: [&str; 4] = ["auto", "bfloat16", "float16", "float32"];
+
+/// Fills defaults and checks every value, naming the key (or flag) at fault.
+pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<Profile> {
+    let v = &m.values;
+    let has_file = m.file.is_some();
+    // With a profile, the limits must be written down; with --model alone they
+    // get documented defaults derived from the model.
+    if has_file {
+        for key in REQUIRED_KEYS {
+            let present = match key {
+                "model" => v.model.is_some(),
+                "dtype" => v.dtype.is_some(),
+                "max_batch_size" => v.max_batch_size.is_some(),
+                "max_input_len" => v.max_input_len.is_some(),
+                "max_seq_len" => v.max_seq_len.is_some(),
+                _ => v.max_num_tokens.is_some(),
+            };
+            if !present {
+                return Err(m.err(
+                    key,
+                    "is missing; a profile must state it (defaults differ between TensorRT-LLM versions)",
+                ));
+            }
+        }
+    }
+    let model_spec = v
+        .model
+        .clone()
+        .ok_or_else(|| m.err("model", "is missing: give PROFILE or --model SRC"))?;
+    if model_spec.trim().is_empty() {
+        return Err(m.err("model", "is empty; expected a hub id (org/name) or a path"));
+    }
+    let dtype = match &v.dtype {
+        None => model.dtype,
+        Some(name) => match name.as_str() {
+            "bfloat16" => DType::BF16,
+            "float16" => DType::F16,
+            "float32" => DType::F32,
+            other => {
+                return Err(m.err(
+                    "dtype",
+                    format!("is \"{other}\"; expected \"bfloat16\", \"float16\" or \"float32\""),
+                ));
+            }
+        },
+    };
+
+    let tp = v.tp.or(model.mapping.map(|m| m.tp)).unwrap_or(1);
+    let pp = v.pp.or(model.mapping.map(|m| m.pp)).unwrap_or(1);
+    for (key, value) in [("tp", tp), ("pp", pp)] {
+        if value == 0 {
+            return Err(m.err(key, "is 0; expected at least 1"));
+        }
+    }
+    // Validated one at a time so the message names the key that breaks the rule.
+    if let Err(e) = (Parallelism { tp, pp: 1 }).validate(&model.config) {
+        return Err(m.err(
+            "tp",
+            format!("is {tp}, which {} does not allow: {}", model.label, reason(&e)),
+        ));
+    }
+    if let Err(e) = (Parallelism { tp: 1, pp }).validate(&model.config) {
+        return Err(m.err(
+            "pp",
+            format!("is {pp}, which {} does not allow: {}", model.label, reason(&e)),
+        ));
+    }
+    let world = tp * pp;
+    let workers = v.workers.unwrap_or(world);
+    if workers == 0 || workers > world {
+        return Err(m.err(
+            "workers",
+            format!("is {workers}; expected 1 to tp*pp = {world} (ranks built in parallel, one GPU each)"),
+        ));
+    }
+
+    let target_arch = match &v.target_arch {
+        None => None,
+        Some(a) => Some(parse_arch(a).ok_or_else(|| {
+            m.err(
+                "target_arch",
+                format!("is \"{a}\"; expected an SM architecture such as \"sm80\" (A100) or \"sm90\" (H100)"),
+            )
+        })?),
+    };
+
+    let max_pos = model.config.max_position_embeddings;
+    let max_seq_len = v.max_seq_len.unwrap_or(max_pos.min(4096));
+    let max_input_len = v.max_input_len.unwrap_or((max_seq_len / 2).max(1));
+    let max_batch_size = v.max_batch_size.unwrap_or(8);
+    let max_beam_width = v.max_beam_width.unwrap_or(1);
+    let paged_kv_cache = v.paged_kv_cache.unwrap_or(true);
+    let context_fmha = v.context_fmha.unwrap_or(dtype != DType::F32);
+    let paged_context_fmha = v.paged_context_fmha.unwrap_or(paged_kv_cache && context_fmha);
+    let max_num_tokens = v
+        .max_num_tokens
+        .unwrap_or_else(|| (max_batch_size * max_input_len).clamp(max_input_len, 8192.max(max_input_len)));
+    for (key, value) in [
+        ("max_batch_size", max_batch_size),
+        ("max_input_len", max_input_len),
+        ("max_seq_len", max_seq_len),
+        ("max_num_tokens", max_num_tokens),
+        ("max_beam_width", max_beam_width),
+    ] {
+        if value == 0 {
+            return Err(m.err(key, "is 0; expected at least 1"));
+        }
+    }
+    if max_seq_len < max_input_len {
+        // Blame the value the command line changed, if it changed one of the two.
+        let why =
+            "max_seq_len counts the prompt and the generated tokens, so it must be at least max_input_len";
+        return Err(
+            if m.overridden.contains("max_input_len") && !m.overridden.contains("max_seq_len") {
+                m.err(
+                    "max_input_len",
+                    format!("is {max_input_len}, more than max_seq_len {max_seq_len}; {why}"),
+                )
+            } else {
+                m.err(
+                    "max_seq_len",
+                    format!("is {max_seq_len}, less than max_input_len {max_input_len}; {why}"),
+                )
+            },
+        );
+    }
+    if max_seq_len > max_pos {
+        return Err(m.err(
+            "max_seq_len",
+            format!(
+                "is {max_seq_len}, more than {}'s max_position_embeddings {max_pos}; positions past it were never trained",
+                model.label
+            ),
+        ));
+    }
+    if max_num_tokens > max_batch_size * max_seq_len {
+        return Err(m.err(
+            "max_num_tokens",
+            format!(
+                "is {max_num_tokens}, more than max_batch_size * max_seq_len = {}; trtllm-build would lower it, so the engine would not match the profile",
+                max_batch_size * max_seq_len
+            ),
+        ));
+    }
+    if max_num_tokens < max_input_len && !paged_context_fmha {
+        return Err(m.err(
+            "max_num_tokens",
+            format!(
+                "is {max_num_tokens}, less than max_input_len {max_input_len}: a full prompt would not fit in one step; raise it or set paged_context_fmha = true (chunked context)"
+            ),
+        ));
+    }
+
+    let tokens_per_block = v.tokens_per_block.unwrap_or(32);
+    if !tokens_per_block.is_power_of_two() || tokens_per_block > 1024 {
+        return Err(m.err(
+            "tokens_per_block",
+            format!("is {tokens_per_block}; expected a power of two up to 1024 (e.g. 32, 64, 128)"),
+        ));
+    }
+
+    let gemm_plugin = v.gemm_plugin.clone().unwrap_or_else(|| "auto".into());
+    let gpt_attention_plugin = v.gpt_attention_plugin.clone().unwrap_or_else(|| "auto".into());
+    check_plugin(m, "gemm_plugin", &gemm_plugin, dtype, true)?;
+    check_plugin(m, "gpt_attention_plugin", &gpt_attention_plugin, dtype, false)?;
+
+    if context_fmha && dtype == DType::F32 {
+        return Err(m.err(
+            "context_fmha",
+            "is true, but fused attention needs bfloat16 or float16 (dtype is float32); set context_fmha = false",
+        ));
+    }
+    if paged_context_fmha && !(context_fmha && paged_kv_cache) {
+        return Err(m.err(
+            "paged_context_fmha",
+            "is true, but it needs context_fmha = true and paged_kv_cache = true",
+        ));
+    }
+
+    let extra_flags = v.extra_flags.clone().unwrap_or_default();
+    flags::check_extra(&extra_flags).map_err(|problem| m.err("extra_flags", problem))?;
+
+    Ok(Profile {
+        model: model_spec,
+        dtype,
+        tp,
+        pp,
+        workers,
+        target_arch,
+        max_batch_size,
+        max_input_len,
+        max_seq_len,
+        max_num_tokens,
+        max_beam_width,
+        gemm_plugin,
+        gpt_attention_plugin,
+        paged_kv_cache,
+        tokens_per_block,
+        context_fmha,
+        paged_context_fmha,
+        gather_context_logits: v.gather_context_logits.unwrap_or(false),
+        gather_generation_logits: v.gather_generation_logits.unwrap_or(false),
+        extra_flags,
+    })
+}
+
+fn check_plugin(m: &Merged, key: &str, value: &str, dtype: DType, may_disable: bool) -> BuildResult<()> {
+    if may_disable && value == "disable" {
+        return Ok(());
+    }
+    if !PLUGIN_DTYPES.contains(&value) {
+        let choices = if may_disable {
+            "\"auto\", \"bfloat16\", \"float16\", \"float32\" or \"disable\""
+        } else {
+            // The attention plugin carries the paged KV cache: it cannot be turned off here.
+            "\"auto\", \"bfloat16\", \"float16\" or \"float32\""
+        };
+        return Err(m.err(key, format!("is \"{value}\"; expected {choices}")));
+    }
+    if value != "auto" && value != dtype.config_name() {
+        return Err(m.err(
+            key,
+            format!(
+                "is \"{value}\" but dtype is \"{dtype}\"; TensorRT-LLM builds strongly typed networks, so use \"auto\" or \"{dtype}\""
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `--tp-size 3 is not possible for this model: RULE` -> `RULE`.
+fn reason(e: &crate::Error) -> String {
+    let text = e.to_string();
+    match text.split_once("for this model: ") {
+        Some((_, rest)) => rest.to_string(),
+        None => text,
+    }
+}
+
+/// `sm80`, `SM_80`, `8.0` or `80` -> `sm80`.
+pub fn parse_arch(text: &str) -> Option<String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_prefix("sm").unwrap_or(&t);
+    let t = t.strip_prefix('_').unwrap_or(t);
+    let digits: String = if let Some((major, minor)) = t.split_once('.') {
+        if major.is_empty() || minor.len() != 1 {
+            return None;
+        }
+        format!("{major}{minor}")
+    } else {
+        t.to_string()
+    };
+    let ok = (2..=3).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+    ok.then(|| format!("sm{digits}"))
+}
+
+/// GPUs people know an architecture by, for messages.
+pub fn arch_examples(arch: &str) -> &'static str {
+    match arch {
+        "sm70" => "V100",
+        "sm75" => "T4, RTX 20xx",
+        "sm80" => "A100, A30",
+        "sm86" => "A10, A40, RTX 30xx",
+        "sm87" => "Jetson Orin",
+        "sm89" => "L4, L40, RTX 40xx",
+        "sm90" => "H100, H200, GH200",
+        "sm100" => "B200, GB200",
+        "sm103" => "B300",
+        "sm120" => "RTX 50xx, RTX PRO 6000",
+        _ => "other GPUs",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny() -> ModelFacts {
+        ModelFacts {
+            config: NemotronConfig {
+                vocab_size: 256,
+                hidden_size: 48,
+                intermediate_size: 96,
+                num_hidden_layers: 3,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                head_dim: 16,
+                max_position_embeddings: 128,
+                norm_eps: 1e-5,
+                rope_theta: 1e4,
+                partial_rotary_factor: 0.5,
+                tie_word_embeddings: false,
+                dtype: Some(DType::BF16),
+                bos_token_id: None,
+                eos_token_id: None,
+            },
+            dtype: DType::BF16,
+            label: "tiny".into(),
+            mapping: None,
+        }
+    }
+
+    fn parse(text: &str) -> BuildResult<Profile> {
+        let file: ProfileFile = toml::from_str(text).map_err(|e| BuildError::ProfileSyntax {
+            file: "p.toml".into(),
+            problem: e.to_string(),
+        })?;
+        let loaded = LoadedProfile {
+            path: "p.toml".into(),
+            name: "p".into(),
+            file,
+        };
+        resolve(&Merged::new(Some(&loaded), &Overrides::default()), &tiny())
+    }
+
+    const BASE: &str = "model = \"m\"\ndtype = \"bfloat16\"\nmax_batch_size = 2\nmax_input_len = 32\nmax_seq_len = 64\nmax_num_tokens = 64\n";
+
+    #[test]
+    fn a_minimal_profile_gets_documented_defaults() {
+        let p = parse(BASE).unwrap();
+        assert_eq!((p.tp, p.pp, p.workers, p.max_beam_width), (1, 1, 1, 1));
+        assert_eq!((p.gemm_plugin.as_str(), p.tokens_per_block), ("auto", 32));
+        assert!(p.paged_kv_cache && p.context_fmha && p.paged_context_fmha);
+    }
+
+    #[test]
+    fn impossible_values_name_the_key() {
+        for (extra, key, words) in [
+            ("max_seq_len = 16\n", "`max_seq_len`", "less than max_input_len"),
+            (
+                "max_seq_len = 256\n",
+                "`max_seq_len`",
+                "max_position_embeddings 128",
+            ),
+            ("tp = 3\n", "`tp`", "Allowed tp sizes: 1, 2, 4"),
+            ("pp = 4\n", "`pp`", "3 layers"),
+            ("tp = 2\nworkers = 3\n", "`workers`", "tp*pp = 2"),
+            (
+                "gemm_plugin = \"float16\"\n",
+                "`gemm_plugin`",
+                "dtype is \"bfloat16\"",
+            ),
+            (
+                "gpt_attention_plugin = \"disable\"\n",
+                "`gpt_attention_plugin`",
+                "expected",
+            ),
+            ("tokens_per_block = 48\n", "`tokens_per_block`", "power of two"),
+            ("target_arch = \"ampere\"\n", "`target_arch`", "sm80"),
+            (
+                "paged_kv_cache = false\npaged_context_fmha = true\n",
+                "`paged_context_fmha`",
+                "paged_kv_cache = true",
+            ),
+            (
+                "extra_flags = [\"--max_batch_size\", \"4\"]\n",
+                "`extra_flags`",
+                "max_batch_size",
+            ),
+            (
+                "max_num_tokens = 1000\n",
+                "`max_num_tokens`",
+                "max_batch_size * max_seq_len",
+            ),
+        ] {
+            // Later keys win in our test by replacing the base line when repeated.
+            let text = merge(BASE, extra);
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(words), "{extra}: {e}");
+            assert!(e.contains("p.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_are_errors() {
+        let e = parse(&format!("{BASE}max_seqlen = 3\n")).unwrap_err().to_string();
+        assert!(e.contains("max_seqlen"), "{e}");
+        let e = parse("model = \"m\"\ndtype = \"bfloat16\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`max_batch_size` is missing"), "{e}");
+    }
+
+    #[test]
+    fn overrides_are_named_by_their_flag() {
+        let file: ProfileFile = toml::from_str(BASE).unwrap();
+        let loaded = LoadedProfile {
+            path: "p.toml".into(),
+            name: "p".into(),
+            file,
+        };
+        let o = Overrides {
+            max_input_len: Some(100),
+            ..Default::default()
+        };
+        let e = resolve(&Merged::new(Some(&loaded), &o), &tiny())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--max-input-len (overriding p.toml)"), "{e}");
+    }
+
+    #[test]
+    fn every_listed_key_is_accepted() {
+        let text: String = KEYS
+            .iter()
+            .map(|k| match *k {
+                "extra_flags" => format!("{k} = []\n"),
+                "paged_kv_cache"
+                | "context_fmha"
+                | "paged_context_fmha"
+                | "gather_context_logits"
+                | "gather_generation_logits" => format!("{k} = true\n"),
+                "tp" | "pp" | "workers" | "max_batch_size" | "max_input_len" | "max_seq_len"
+                | "max_num_tokens" | "max_beam_width" | "tokens_per_block" => format!("{k} = 1\n"),
+                _ => format!("{k} = \"x\"\n"),
+            })
+            .collect();
+        let file: ProfileFile = toml::from_str(&text).unwrap();
+        assert_eq!(file.extra_flags, Some(vec![]));
+    }
+
+    #[test]
+    fn arch_spellings() {
+        assert_eq!(parse_arch("sm80").as_deref(), Some("sm80"));
+        assert_eq!(parse_arch("8.0").as_deref(), Some("sm80"));
+        assert_eq!(parse_arch("12.0").as_deref(), Some("sm120"));
+        assert_eq!(parse_arch("SM_90").as_deref(), Some("sm90"));
+        assert_eq!(parse_arch("ampere"), None);
+        assert_eq!(parse_arch("8.10"), None);
+    }
+
+    /// BASE with `extra`'s keys replacing BASE's lines of the same key.
+    fn merge(base: &str, extra: &str) -> String {
+        let keys: Vec<&str> = extra
+            .lines()
+            .filter_map(|l| l.split('=').next())
+            .map(str::trim)
+            .collect();
+        let mut out: String = base
+            .lines()
+            .filter(|l| !keys.contains(&l.split('=').next().unwrap_or("").trim()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push_str(extra);
+        out
+    }
+}
