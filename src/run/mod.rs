@@ -11,7 +11,8 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
-use crate::runtime::generate::{FinishReason, Request, generate};
+use crate::runtime::backend::GenerationBackend;
+use crate::runtime::generate::{FinishReason, Request};
 use crate::runtime::model::Model;
 use crate::runtime::sampling::SamplingParams;
 use crate::tokenizer::Tokenizer;
@@ -71,6 +72,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
     };
     let tokenizer = load_tokenizer(opts, &checkpoint)?;
     let model = Model::open(&checkpoint)?;
+    let backend: &dyn GenerationBackend = &model;
 
     let mut requests = Vec::new();
     for prompt in &opts.prompts {
@@ -103,8 +105,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
         .map(|r| TextStream::new(tokenizer.as_ref(), &opts.stops, r.end_id))
         .collect();
     let mut failure: Option<Error> = None;
-    let results = generate(
-        &model,
+    let results = backend.generate(
         &requests,
         &mut |i, token| {
             let stream = &mut streams[i];
@@ -162,7 +163,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
         }
     }
     if let Some(path) = &opts.output_logits {
-        write_logits(path, &results, model.vocab_size())?;
+        write_logits(path, &results, backend.vocab_size())?;
     }
     if results
         .iter()
