@@ -5,9 +5,11 @@
 
 pub mod build;
 pub mod cancel;
+pub mod check;
 pub mod convert;
 pub mod dtype;
 pub mod error;
+pub mod executor;
 pub mod hf;
 pub mod inspect;
 pub mod manifest;

@@ -72,6 +72,62 @@ An engine whose profile, checkpoint, TensorRT-LLM/TensorRT versions and GPU arch
 unchanged is left alone (\"up to date\"). Engines with tp*pp = N ranks run on N GPUs:
   mpirun -n N trtllm-minitron run --model ENGINE_DIR ...")]
     Build(BuildArgs),
+    /// Regression checks for CI: run a golden suite and compare with its expectations or the reference.
+    #[command(after_help = "Examples:
+  trtllm-minitron check --model tests/fixtures/demo-shakespeare --suite tests/suites/demo-shakespeare.toml
+  trtllm-minitron check --engine trtllm-engines/minitron-8b-base-bf16-a100 --suite tests/suites/minitron-8b-base.toml --junit check.xml
+  trtllm-minitron check --engine trtllm-engines/minitron-8b-base-bf16-a100 --suite tests/suites/minitron-8b-base.toml --against reference
+  trtllm-minitron check --model nvidia/Minitron-8B-Base --suite tests/suites/minitron-8b-base.toml --record
+  trtllm-minitron check --engine trtllm-engines/minitron-8b-base-bf16-a100 --suite tests/suites/minitron-8b-base.toml --record-speed
+
+Without --against, each case's output must match the expectations recorded in the suite
+(exact tokens unless the case sets min_agreement; logits and log-probs within the dtype's
+tolerance). --against reference instead runs every greedy case on the CPU reference runtime
+over the same checkpoint (an engine's, from its build manifest) and compares logits and tokens.
+--record writes the expectations into the suite (reference backend by default).
+Suite format and tolerances: tests/suites/README.md.
+Exit status: 0 all passed, 1 a regression, 2 a usage or infrastructure error.")]
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["model", "engine"])))]
+struct CheckArgs {
+    /// Hugging Face model (directory or cached hub id) or TensorRT-LLM checkpoint to check.
+    #[arg(long, value_name = "PATH")]
+    model: Option<String>,
+    /// TensorRT-LLM engine directory to check (needs --features trtllm and a GPU).
+    #[arg(long, value_name = "PATH")]
+    engine: Option<String>,
+    /// The golden suite (TOML).
+    #[arg(long, value_name = "FILE")]
+    suite: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Compare with the CPU reference runtime over the same checkpoint instead of recorded expectations.
+    #[arg(long, value_name = "BACKEND", value_parser = ["reference"], conflicts_with_all = ["record", "record_speed"])]
+    against: Option<String>,
+    /// The checkpoint the reference runs [default: the engine's, from its build manifest].
+    #[arg(long, value_name = "DIR", requires = "against")]
+    reference_checkpoint: Option<PathBuf>,
+    /// tokenizer.json (or its directory) [default: beside the model].
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
+    /// Write the cases' expectations into the suite file from this run.
+    #[arg(long)]
+    record: bool,
+    /// Write the speed baselines (tokens/s, first-token latency) into the suite file.
+    #[arg(long)]
+    record_speed: bool,
+    /// Skip the suite's speed check.
+    #[arg(long)]
+    no_speed: bool,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write a JUnit XML report to this file.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -224,6 +280,8 @@ fn main() -> ExitCode {
     // A second Ctrl-C while cleaning up is ignored: cleanup is quick and must finish.
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed));
     let result = match cli.command {
+        // Its own exit codes: 0 all passed, 1 a regression, 2 usage or infrastructure.
+        Command::Check(args) => return run_check(args),
         Command::Convert(args) => run_convert(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Run(args) => run_run(args),
@@ -558,6 +616,75 @@ fn run_build(args: BuildArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `check`: 0 when every case passed, 1 on a regression, 2 on a usage or
+/// infrastructure error (130 on Ctrl-C).
+fn run_check(args: CheckArgs) -> ExitCode {
+    use trtllm_minitron::check::{CheckOptions, check};
+    use trtllm_minitron::run::Backend;
+
+    let model = args.model.clone().or(args.engine.clone()).unwrap_or_default();
+    let options = CheckOptions {
+        model: model.clone(),
+        backend: match args.backend {
+            BackendArg::Reference => Backend::Reference,
+            BackendArg::Trtllm => Backend::Trtllm,
+            BackendArg::Auto => Backend::Auto,
+        },
+        suite: args.suite.clone(),
+        tokenizer: args.tokenizer.clone(),
+        against_reference: args.against.is_some(),
+        reference_checkpoint: args.reference_checkpoint.clone(),
+        record: args.record,
+        record_speed: args.record_speed,
+        skip_speed: args.no_speed,
+    };
+    let bar = TerminalBar::new();
+    let progress: &dyn Progress = match &bar {
+        Some(b) => b,
+        None => &Silent,
+    };
+    let report = match check(&options, progress, &STOP) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: checking {model} with {}: {e}", args.suite.display());
+            return if matches!(e, Error::Interrupted) {
+                ExitCode::from(130)
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    if let Some(path) = &args.junit
+        && let Err(e) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(path, report.junit()))
+    {
+        eprintln!("error: writing {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", report.table());
+        if args.record || args.record_speed {
+            println!("recorded into {}", args.suite.display());
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {

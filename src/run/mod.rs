@@ -53,26 +53,17 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
                 .into(),
         ));
     }
-    let target = resolve::resolve(&opts.model, progress, stop)?;
-    let checkpoint = match (&target, opts.backend) {
-        (RunTarget::Engine(dir), _) | (RunTarget::Checkpoint(dir), Backend::Trtllm) => {
-            return Err(Error::InvalidInput(format!(
-                "{}: running {} needs the TensorRT-LLM backend, which this build does not include \
-                 (rebuild with --features trtllm on a machine with TensorRT-LLM); \
-                 the reference backend runs Hugging Face models and TensorRT-LLM checkpoints",
-                dir.display(),
-                if matches!(target, RunTarget::Engine(_)) {
-                    "an engine"
-                } else {
-                    "--backend trtllm"
-                }
-            )));
-        }
-        (RunTarget::Checkpoint(dir), Backend::Reference | Backend::Auto) => dir.clone(),
-    };
-    let tokenizer = load_tokenizer(opts, &checkpoint)?;
-    let model = Model::open(&checkpoint)?;
-    let backend: &dyn GenerationBackend = &model;
+    let needs_text = opts.prompts.iter().any(|p| matches!(p, Prompt::Text(_)));
+    let opened = open_backend(
+        &opts.model,
+        opts.backend,
+        opts.tokenizer.as_deref(),
+        needs_text,
+        progress,
+        stop,
+    )?;
+    let tokenizer = opened.tokenizer;
+    let backend: &dyn GenerationBackend = opened.backend.as_ref();
 
     let mut requests = Vec::new();
     for prompt in &opts.prompts {
@@ -87,7 +78,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
             tokenizer
                 .as_ref()
                 .and_then(Tokenizer::eos_id)
-                .or(model.config.eos_token_id)
+                .or(backend.eos_id())
         };
         requests.push(Request {
             input_ids,
@@ -178,14 +169,94 @@ fn ids_text(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// A backend ready to generate, with what it runs and its tokenizer: what `run` and
+/// `check` both open from a `--model` argument.
+pub struct Opened {
+    pub backend: Box<dyn GenerationBackend>,
+    /// The TensorRT-LLM checkpoint the backend runs.
+    pub checkpoint: PathBuf,
+    pub tokenizer: Option<Tokenizer>,
+}
+
+/// Resolves `model` (Hugging Face model, checkpoint or engine, as `run --model` takes)
+/// and opens it on `backend`, with the tokenizer at `tokenizer` (a file or its
+/// directory) or else tokenizer.json beside the checkpoint; `needs_tokenizer` makes
+/// a missing one an error.
+pub fn open_backend(
+    model: &str,
+    backend: Backend,
+    tokenizer: Option<&Path>,
+    needs_tokenizer: bool,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<Opened> {
+    let target = resolve::resolve(model, progress, stop)?;
+    let checkpoint = match (&target, backend) {
+        #[cfg(feature = "trtllm")]
+        (RunTarget::Engine(dir), Backend::Trtllm | Backend::Auto) => {
+            // The tokenizer beside the engine, else beside the checkpoint it was built from.
+            let beside = match Tokenizer::find_beside(dir) {
+                Some(_) => dir.clone(),
+                None => crate::build::manifest::BuildManifest::read(dir)
+                    .map(|m| m.checkpoint.dir)
+                    .unwrap_or_else(|_| dir.clone()),
+            };
+            let tokenizer = load_tokenizer(tokenizer, needs_tokenizer, &beside)?;
+            let engine = crate::executor::engine::open_engine(dir)?;
+            return Ok(Opened {
+                backend: Box::new(engine),
+                checkpoint: dir.clone(),
+                tokenizer,
+            });
+        }
+        #[cfg(feature = "trtllm")]
+        (RunTarget::Engine(dir), Backend::Reference) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: the reference backend runs Hugging Face models and TensorRT-LLM checkpoints, \
+                 not engines: use --backend trtllm (or auto)",
+                dir.display()
+            )));
+        }
+        #[cfg(feature = "trtllm")]
+        (RunTarget::Checkpoint(dir), Backend::Trtllm) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: --backend trtllm runs engine directories, and this is a checkpoint: \
+                 build an engine from it with `trtllm-minitron build`, or use --backend reference",
+                dir.display()
+            )));
+        }
+        #[cfg(not(feature = "trtllm"))]
+        (RunTarget::Engine(dir), _) | (RunTarget::Checkpoint(dir), Backend::Trtllm) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: running {} needs the TensorRT-LLM backend, which this build does not include \
+                 (rebuild with --features trtllm on a machine with TensorRT-LLM); \
+                 the reference backend runs Hugging Face models and TensorRT-LLM checkpoints",
+                dir.display(),
+                if matches!(target, RunTarget::Engine(_)) {
+                    "an engine"
+                } else {
+                    "--backend trtllm"
+                }
+            )));
+        }
+        (RunTarget::Checkpoint(dir), Backend::Reference | Backend::Auto) => dir.clone(),
+    };
+    let tokenizer = load_tokenizer(tokenizer, needs_tokenizer, &checkpoint)?;
+    let model = Model::open(&checkpoint)?;
+    Ok(Opened {
+        backend: Box::new(model),
+        checkpoint,
+        tokenizer,
+    })
+}
+
 /// `--tokenizer`, else tokenizer.json beside the checkpoint; required only for text prompts.
-fn load_tokenizer(opts: &RunOptions, checkpoint: &Path) -> Result<Option<Tokenizer>> {
-    let path = match &opts.tokenizer {
+fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) -> Result<Option<Tokenizer>> {
+    let path = match explicit {
         Some(p) if p.is_dir() => Some(p.join("tokenizer.json")),
-        Some(p) => Some(p.clone()),
+        Some(p) => Some(p.to_path_buf()),
         None => Tokenizer::find_beside(checkpoint),
     };
-    let needs_text = opts.prompts.iter().any(|p| matches!(p, Prompt::Text(_)));
     match path {
         Some(p) => {
             if !p.is_file() {

@@ -1,0 +1,200 @@
+//! [`GenerationBackend`] over any [`ExecutorApi`]: every prompt is enqueued at
+//! once (the executor batches them in flight), streamed tokens go to
+//! `on_token` as they arrive, a caller's stop (stop string) or Ctrl-C cancels
+//! requests in the executor.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::api::ExecutorApi;
+use super::mapping::{decode_logits, request_spec};
+use super::router::{Event, Router};
+use crate::error::{Error, Result};
+use crate::runtime::backend::GenerationBackend;
+use crate::runtime::generate::{FinishReason, Generated, Request};
+
+/// How long `generate` sleeps between looks at the Ctrl-C flag.
+const WAKE: Duration = Duration::from_millis(50);
+
+pub struct ExecutorBackend<E: ExecutorApi> {
+    router: Router<E>,
+    vocab_size: usize,
+    eos_id: Option<u32>,
+    /// No response at all for this long fails the generation.
+    pub response_timeout: Duration,
+}
+
+fn executor_error(what: String) -> Error {
+    Error::InvalidOutput(format!("TensorRT-LLM executor: {what}"))
+}
+
+impl<E: ExecutorApi> ExecutorBackend<E> {
+    /// `poll` is the router's `awaitResponses` timeout.
+    pub fn new(api: E, vocab_size: usize, eos_id: Option<u32>, poll: Duration) -> Self {
+        ExecutorBackend {
+            router: Router::start(api, poll),
+            vocab_size,
+            eos_id,
+            response_timeout: Duration::from_secs(600),
+        }
+    }
+
+    pub fn router(&self) -> &Router<E> {
+        &self.router
+    }
+}
+
+struct Slot {
+    id: u64,
+    done: bool,
+    error: Option<String>,
+    first_token: Option<Instant>,
+    finished_at: Option<Instant>,
+}
+
+impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
+    fn name(&self) -> &'static str {
+        "trtllm"
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+
+    fn generate(
+        &self,
+        requests: &[Request],
+        on_token: &mut dyn FnMut(usize, u32) -> bool,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Generated>> {
+        let specs = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| request_spec(r, true).map_err(|e| Error::InvalidInput(format!("prompt {i}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        let mut slots: Vec<Slot> = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            match self.router.submit(spec, i, tx.clone()) {
+                Ok(id) => slots.push(Slot {
+                    id,
+                    done: false,
+                    error: None,
+                    first_token: None,
+                    finished_at: None,
+                }),
+                Err(e) => {
+                    for s in &slots {
+                        let _ = self.router.cancel(s.id);
+                    }
+                    return Err(executor_error(format!("cannot enqueue prompt {i}: {e}")));
+                }
+            }
+        }
+        drop(tx);
+
+        let mut results = vec![Generated::default(); requests.len()];
+        let mut remaining = slots.len();
+        let mut last_activity = Instant::now();
+        while remaining > 0 {
+            if cancel.load(Ordering::Relaxed) {
+                // Ctrl-C: cancel everything unfinished and stop waiting.
+                for (i, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.done) {
+                    let _ = self.router.cancel(slot.id);
+                    slot.done = true;
+                    slot.finished_at = Some(Instant::now());
+                    results[i].finish_reason = Some(FinishReason::Cancelled);
+                }
+                break;
+            }
+            let (i, event) = match rx.recv_timeout(WAKE) {
+                Ok(routed) => routed,
+                Err(RecvTimeoutError::Timeout) => {
+                    if last_activity.elapsed() >= self.response_timeout {
+                        for slot in slots.iter().filter(|s| !s.done) {
+                            let _ = self.router.cancel(slot.id);
+                        }
+                        return Err(executor_error(format!(
+                            "no response for {:?}; the unfinished requests were cancelled",
+                            self.response_timeout
+                        )));
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(executor_error("the response router stopped".into()));
+                }
+            };
+            last_activity = Instant::now();
+            let slot = &mut slots[i];
+            if slot.done {
+                continue;
+            }
+            let step = match event {
+                Event::Failed(e) => {
+                    slot.error = Some(e);
+                    slot.done = true;
+                    remaining -= 1;
+                    continue;
+                }
+                Event::Step(step) => step,
+            };
+            let out = &mut results[i];
+            if let Some(raw) = &step.context_logits {
+                out.context_logits = decode_logits(raw, self.vocab_size).map_err(executor_error)?;
+            }
+            if let Some(raw) = &step.generation_logits {
+                let rows = decode_logits(raw, self.vocab_size).map_err(executor_error)?;
+                out.generation_logits.extend(rows);
+            }
+            if !step.tokens.is_empty() && slot.first_token.is_none() {
+                slot.first_token = Some(Instant::now());
+            }
+            let mut stopped = false;
+            for &token in &step.tokens {
+                out.output_ids.push(token);
+                if !on_token(i, token) {
+                    stopped = true;
+                    break;
+                }
+            }
+            if stopped {
+                // A stop string: the executor need not go on.
+                let _ = self.router.cancel(slot.id);
+                out.finish_reason = Some(FinishReason::Stop);
+                out.generation_logits.truncate(out.output_ids.len());
+            } else if step.is_final {
+                out.finish_reason = step.finish;
+            } else {
+                continue;
+            }
+            slot.done = true;
+            slot.finished_at = Some(Instant::now());
+            remaining -= 1;
+        }
+
+        let errors: Vec<String> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.error.as_ref().map(|e| format!("prompt {i}: {e}")))
+            .collect();
+        if !errors.is_empty() {
+            return Err(executor_error(errors.join("; ")));
+        }
+        for (out, slot) in results.iter_mut().zip(&slots) {
+            let first = slot.first_token.unwrap_or(started);
+            out.prefill_seconds = first.duration_since(started).as_secs_f64();
+            out.decode_seconds = slot
+                .finished_at
+                .map(|t| t.saturating_duration_since(first).as_secs_f64())
+                .unwrap_or_default();
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,343 @@
+//! From our [`Request`] to an executor request, and from executor responses
+//! back: finish reasons (unknown values are errors, never undefined
+//! behaviour), token ids, logits.
+
+use half::{bf16, f16};
+
+use super::api::{LogitsDType, RawLogits, RawResponse, RequestSpec};
+use crate::runtime::generate::{FinishReason, Request};
+
+/// TensorRT-LLM's `executor::FinishReason`, by value (types.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrtFinish {
+    NotFinished,
+    EndId,
+    StopWords,
+    Length,
+    TimedOut,
+    Cancelled,
+}
+
+impl TrtFinish {
+    pub fn from_code(code: i32) -> Result<Self, String> {
+        Ok(match code {
+            0 => TrtFinish::NotFinished,
+            1 => TrtFinish::EndId,
+            2 => TrtFinish::StopWords,
+            3 => TrtFinish::Length,
+            4 => TrtFinish::TimedOut,
+            5 => TrtFinish::Cancelled,
+            other => {
+                return Err(format!(
+                    "the executor reported finish reason {other}, which this build does not know \
+                     (known: 0..=5, kNOT_FINISHED..kCANCELLED); was it built against other TensorRT-LLM headers?"
+                ));
+            }
+        })
+    }
+
+    /// Ours, for a final response. `kNOT_FINISHED` and `kTIMED_OUT` (we set
+    /// no allotted time) on a final response are errors.
+    pub fn to_finish_reason(self) -> Result<FinishReason, String> {
+        match self {
+            TrtFinish::EndId => Ok(FinishReason::EndId),
+            TrtFinish::StopWords => Ok(FinishReason::Stop),
+            TrtFinish::Length => Ok(FinishReason::Length),
+            TrtFinish::Cancelled => Ok(FinishReason::Cancelled),
+            TrtFinish::NotFinished => {
+                Err("the executor's final response says the request is not finished".into())
+            }
+            TrtFinish::TimedOut => Err("the executor timed the request out".into()),
+        }
+    }
+}
+
+/// A response after checking: what the backend consumes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Step {
+    pub tokens: Vec<u32>,
+    pub is_final: bool,
+    /// Set on final responses (always), and on others when the executor gave one.
+    pub finish: Option<FinishReason>,
+    pub context_logits: Option<RawLogits>,
+    pub generation_logits: Option<RawLogits>,
+}
+
+/// Turns one raw response into a [`Step`] or the error for that request:
+/// `hasError`, no beams, negative token ids, a final response without or with
+/// an unknown finish reason.
+pub fn check_response(raw: RawResponse) -> Result<Step, String> {
+    if let Some(e) = raw.error {
+        return Err(format!("the executor failed this request: {e}"));
+    }
+    if raw.num_beams == 0 {
+        return Err("the executor returned a result with no beams".into());
+    }
+    let tokens = raw
+        .tokens
+        .iter()
+        .map(|&t| u32::try_from(t).map_err(|_| format!("the executor returned token id {t}")))
+        .collect::<Result<Vec<u32>, String>>()?;
+    let finish = match raw.finish_reason {
+        Some(code) => match TrtFinish::from_code(code)? {
+            TrtFinish::NotFinished if !raw.is_final => None,
+            other => Some(other.to_finish_reason()?),
+        },
+        None if raw.is_final => {
+            return Err("the executor's final response carries no finish reason".into());
+        }
+        None => None,
+    };
+    Ok(Step {
+        tokens,
+        is_final: raw.is_final,
+        finish,
+        context_logits: raw.context_logits,
+        generation_logits: raw.generation_logits,
+    })
+}
+
+fn token_id(t: u32, what: &str) -> Result<i32, String> {
+    i32::try_from(t).map_err(|_| format!("{what} {t} does not fit TensorRT-LLM's 32-bit token ids"))
+}
+
+/// Our request as an executor request. Greedy decoding is `top_k = 1` with
+/// no temperature (TensorRT-LLM treats top-k 1 as greedy); options at their
+/// "off" value are left unset so TensorRT-LLM's defaults apply.
+pub fn request_spec(r: &Request, streaming: bool) -> Result<RequestSpec, String> {
+    if r.input_ids.is_empty() {
+        return Err("the prompt is empty: there is nothing to continue".into());
+    }
+    let input_ids = r
+        .input_ids
+        .iter()
+        .map(|&t| token_id(t, "token id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_tokens = i32::try_from(r.max_new_tokens)
+        .map_err(|_| format!("--max-new-tokens {} is too large", r.max_new_tokens))?;
+    let s = &r.sampling;
+    let greedy = s.is_greedy();
+    let end_id = r.end_id.map(|t| token_id(t, "end id")).transpose()?;
+    Ok(RequestSpec {
+        input_ids,
+        max_tokens,
+        streaming,
+        temperature: (!greedy && s.temperature != 1.0).then_some(s.temperature),
+        top_k: if greedy {
+            Some(1)
+        } else {
+            (s.top_k > 0).then(|| i32::try_from(s.top_k).unwrap_or(i32::MAX))
+        },
+        top_p: (!greedy && s.top_p < 1.0).then_some(s.top_p),
+        seed: (!greedy).then_some(s.seed),
+        repetition_penalty: (s.repetition_penalty != 1.0).then_some(s.repetition_penalty),
+        presence_penalty: None,
+        frequency_penalty: None,
+        min_tokens: None,
+        end_id,
+        // Nothing is padded with one request per sequence; the end id is the
+        // conventional choice.
+        pad_id: end_id,
+        stop_words: Vec::new(),
+        return_log_probs: false,
+        return_context_logits: r.want_context_logits,
+        return_generation_logits: r.want_generation_logits,
+    })
+}
+
+/// Logits rows as f32, each cut to `vocab` (the executor pads the vocabulary).
+pub fn decode_logits(raw: &RawLogits, vocab: usize) -> Result<Vec<Vec<f32>>, String> {
+    let dtype = LogitsDType::from_code(raw.dtype).ok_or_else(|| {
+        format!(
+            "the executor returned logits of an unsupported type (code {})",
+            raw.dtype
+        )
+    })?;
+    if raw.row_len == 0 || raw.row_len < vocab {
+        return Err(format!(
+            "the executor returned logits rows of {} values, fewer than the vocabulary's {vocab}",
+            raw.row_len
+        ));
+    }
+    let row_bytes = raw.row_len * dtype.size();
+    if !raw.data.len().is_multiple_of(row_bytes) {
+        return Err(format!(
+            "the executor returned {} bytes of logits, not a whole number of {}-value rows",
+            raw.data.len(),
+            raw.row_len
+        ));
+    }
+    Ok(raw
+        .data
+        .chunks_exact(row_bytes)
+        .map(|row| {
+            let values = row.chunks_exact(dtype.size()).take(vocab);
+            match dtype {
+                LogitsDType::F32 => values
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                LogitsDType::F16 => values
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                LogitsDType::BF16 => values
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::sampling::SamplingParams;
+
+    fn request(sampling: SamplingParams) -> Request {
+        Request {
+            input_ids: vec![1, 2, 3],
+            max_new_tokens: 8,
+            sampling,
+            end_id: Some(2),
+            want_context_logits: false,
+            want_generation_logits: true,
+        }
+    }
+
+    #[test]
+    fn greedy_maps_to_top_k_one_without_temperature() {
+        let spec = request_spec(&request(SamplingParams::default()), true).unwrap();
+        assert_eq!(spec.input_ids, vec![1, 2, 3]);
+        assert_eq!((spec.max_tokens, spec.streaming), (8, true));
+        assert_eq!(
+            (spec.top_k, spec.temperature, spec.top_p, spec.seed),
+            (Some(1), None, None, None)
+        );
+        assert_eq!((spec.end_id, spec.pad_id), (Some(2), Some(2)));
+        assert!(spec.return_generation_logits && !spec.return_context_logits);
+    }
+
+    #[test]
+    fn sampling_options_are_passed_when_not_off() {
+        let spec = request_spec(
+            &request(SamplingParams {
+                temperature: 0.7,
+                top_k: 40,
+                top_p: 0.9,
+                repetition_penalty: 1.1,
+                seed: 42,
+            }),
+            false,
+        )
+        .unwrap();
+        assert_eq!(spec.temperature, Some(0.7));
+        assert_eq!(spec.top_k, Some(40));
+        assert_eq!(spec.top_p, Some(0.9));
+        assert_eq!(spec.seed, Some(42));
+        assert_eq!(spec.repetition_penalty, Some(1.1));
+    }
+
+    #[test]
+    fn out_of_range_ids_are_refused() {
+        let mut r = request(SamplingParams::default());
+        r.input_ids = vec![u32::MAX];
+        assert!(request_spec(&r, true).unwrap_err().contains("32-bit"));
+        r.input_ids.clear();
+        assert!(request_spec(&r, true).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn finish_reasons_map_and_unknown_ones_are_errors() {
+        assert_eq!(
+            TrtFinish::from_code(1).unwrap().to_finish_reason(),
+            Ok(FinishReason::EndId)
+        );
+        assert_eq!(
+            TrtFinish::from_code(2).unwrap().to_finish_reason(),
+            Ok(FinishReason::Stop)
+        );
+        assert_eq!(
+            TrtFinish::from_code(3).unwrap().to_finish_reason(),
+            Ok(FinishReason::Length)
+        );
+        assert_eq!(
+            TrtFinish::from_code(5).unwrap().to_finish_reason(),
+            Ok(FinishReason::Cancelled)
+        );
+        assert!(TrtFinish::from_code(4).unwrap().to_finish_reason().is_err());
+        assert!(TrtFinish::from_code(6).unwrap_err().contains("finish reason 6"));
+        assert!(TrtFinish::from_code(-1).is_err());
+    }
+
+    #[test]
+    fn responses_are_checked() {
+        let ok = RawResponse {
+            num_beams: 1,
+            tokens: vec![5],
+            finish_reason: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(check_response(ok.clone()).unwrap().finish, None);
+        let fin = RawResponse {
+            is_final: true,
+            finish_reason: Some(3),
+            ..ok.clone()
+        };
+        assert_eq!(check_response(fin).unwrap().finish, Some(FinishReason::Length));
+        let no_beams = RawResponse {
+            num_beams: 0,
+            tokens: vec![],
+            ..ok.clone()
+        };
+        assert!(check_response(no_beams).unwrap_err().contains("no beams"));
+        let final_without_reason = RawResponse {
+            is_final: true,
+            finish_reason: None,
+            ..ok.clone()
+        };
+        assert!(check_response(final_without_reason).is_err());
+        let error = RawResponse {
+            error: Some("boom".into()),
+            ..ok
+        };
+        assert!(check_response(error).unwrap_err().contains("boom"));
+    }
+
+    #[test]
+    fn logits_are_decoded_and_cut_to_the_vocabulary() {
+        let mut data = Vec::new();
+        for v in [1.0f32, 2.0, 3.0, 9.0, 4.0, 5.0, 6.0, 9.0] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        let raw = RawLogits {
+            dtype: LogitsDType::F32.code(),
+            row_len: 4,
+            data,
+        };
+        assert_eq!(
+            decode_logits(&raw, 3).unwrap(),
+            vec![vec![1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0]]
+        );
+        let mut data = Vec::new();
+        for v in [0.5f32, -2.0] {
+            data.extend_from_slice(&bf16::from_f32(v).to_le_bytes());
+        }
+        let raw = RawLogits {
+            dtype: LogitsDType::BF16.code(),
+            row_len: 2,
+            data,
+        };
+        assert_eq!(decode_logits(&raw, 2).unwrap(), vec![vec![0.5, -2.0]]);
+        let bad = RawLogits {
+            dtype: 9,
+            row_len: 2,
+            data: vec![],
+        };
+        assert!(decode_logits(&bad, 2).is_err());
+        let ragged = RawLogits {
+            dtype: LogitsDType::F16.code(),
+            row_len: 2,
+            data: vec![0; 6],
+        };
+        assert!(decode_logits(&ragged, 2).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! The TensorRT-LLM C++ Executor backend (`run --backend trtllm` on an engine
+//! directory).
+//!
+//! The executor itself is reached through a `cxx` bridge (`ffi`, C++ in
+//! `cpp/`) and opened by `engine`, both compiled only with `--features trtllm`.
+//! Everything around them is plain Rust, compiled in every build, so
+//! `cargo test` covers it against an in-memory stand-in (`stand_in`) of the
+//! executor interface:
+//!
+//! - `api`: the executor interface as a trait (`ExecutorApi`) and the flat
+//!   data that crosses it;
+//! - `mapping`: our `Request` to an executor request; executor finish reasons,
+//!   responses and logits back to ours (unknown finish reasons, error
+//!   responses and empty beams are per-request errors);
+//! - `router`: the thread that waits in `awaitResponses` (with a timeout, never
+//!   spinning) and routes each response to its request's channel; cancellation
+//!   of dropped requests; shutdown;
+//! - `backend`: `GenerationBackend` over any `ExecutorApi`, feeding the same
+//!   output path as the reference runtime;
+//! - `preflight`: the engine's manifest and config.json against this GPU and
+//!   the linked TensorRT-LLM version, before loading.
+
+pub mod api;
+pub mod backend;
+pub mod mapping;
+pub mod preflight;
+pub mod router;
+pub mod stand_in;
+
+#[cfg(feature = "trtllm")]
+pub mod engine;
+#[cfg(feature = "trtllm")]
+pub mod ffi;
