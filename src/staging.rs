@@ -115,6 +115,29 @@ impl Drop for StagedDir {
     }
 }
 
+/// `path` made absolute through its deepest existing ancestor (the path itself
+/// may not exist yet), so two spellings of one place compare equal.
+pub fn absolute(path: &Path) -> PathBuf {
+    let mut probe = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !probe.exists() {
+        match (probe.file_name(), probe.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                probe = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => break,
+        }
+    }
+    let mut out = std::fs::canonicalize(&probe).unwrap_or(probe);
+    out.extend(rest.iter().rev());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

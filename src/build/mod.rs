@@ -446,7 +446,7 @@ fn read_json(path: &Path) -> BuildResult<Value> {
 
 /// Writing the engine into the model or checkpoint (or `--force` removing them) must not happen.
 fn refuse_overlap(output: &Path, inputs: &[&Path]) -> BuildResult<()> {
-    let out = absolute(output);
+    let out = crate::staging::absolute(output);
     for input in inputs {
         let Ok(inp) = std::fs::canonicalize(input) else {
             continue;
@@ -461,26 +461,4 @@ fn refuse_overlap(output: &Path, inputs: &[&Path]) -> BuildResult<()> {
         }
     }
     Ok(())
-}
-
-/// `path` made absolute through its deepest existing ancestor.
-fn absolute(path: &Path) -> PathBuf {
-    let mut probe = path.to_path_buf();
-    let mut rest = Vec::new();
-    while !probe.exists() {
-        match (probe.file_name(), probe.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name.to_os_string());
-                probe = if parent.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    parent.to_path_buf()
-                };
-            }
-            _ => break,
-        }
-    }
-    let mut out = std::fs::canonicalize(&probe).unwrap_or(probe);
-    out.extend(rest.iter().rev());
-    out
 }

@@ -178,24 +178,7 @@ pub fn convert(
 /// Writing into the source would modify it, and `--force` could delete it.
 fn refuse_output_inside_source(source: &Path, output: &Path) -> Result<()> {
     let src = std::fs::canonicalize(source).at(source)?;
-    // The output may not exist yet: canonicalise its deepest existing ancestor.
-    let mut probe = output.to_path_buf();
-    let mut rest = Vec::new();
-    while !probe.exists() {
-        match (probe.file_name(), probe.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name.to_os_string());
-                probe = if parent.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    parent.to_path_buf()
-                };
-            }
-            _ => break,
-        }
-    }
-    let mut out = std::fs::canonicalize(&probe).unwrap_or(probe);
-    out.extend(rest.iter().rev());
+    let out = crate::staging::absolute(output);
     if out.starts_with(&src) || src.starts_with(&out) {
         return Err(Error::InvalidOutput(format!(
             "output {} overlaps the source model directory {}; choose an output outside it (the source is never modified)",
