@@ -14,6 +14,7 @@ use crate::hf::layout::check_weights;
 use crate::hf::weights::WeightStore;
 use crate::manifest::{ConversionManifest, MANIFEST_FILE};
 use crate::safetensors_file::read_header;
+use crate::trtllm::config::ConfigKind;
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -136,14 +137,13 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         path: config_path.clone(),
         source,
     })?;
-    if config.get("pretrained_config").is_some() && config.get("build_config").is_some() {
-        return inspect_engine(path, &config).map(Inspection::Engine);
-    }
-    if config.get("architecture").is_some() && config.get("mapping").is_some() {
-        return inspect_trtllm(path, &config).map(Inspection::TrtllmCheckpoint);
-    }
-    if config.get("model_type").is_some() || config.get("architectures").is_some() {
-        return inspect_hf(path, &config, &config_path).map(Inspection::HfCheckpoint);
+    match ConfigKind::of(&config) {
+        ConfigKind::Engine => return inspect_engine(path, &config).map(Inspection::Engine),
+        ConfigKind::Checkpoint => return inspect_trtllm(path, &config).map(Inspection::TrtllmCheckpoint),
+        ConfigKind::HuggingFace => {
+            return inspect_hf(path, &config, &config_path).map(Inspection::HfCheckpoint);
+        }
+        ConfigKind::Unknown => {}
     }
     Err(unrecognised(
         "config.json has neither `model_type` (Hugging Face), `architecture` + `mapping` (TensorRT-LLM checkpoint) nor `pretrained_config` + `build_config` (engine)",

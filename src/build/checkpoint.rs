@@ -12,16 +12,14 @@ use serde_json::Value;
 
 use super::error::{BuildError, BuildResult};
 use super::profile::{Merged, ModelFacts, Profile};
-use crate::DType;
 use crate::convert::{ConvertOptions, convert, open_source};
 use crate::error::{Error, IoContext};
 use crate::hf::config::NemotronConfig;
 use crate::hf::source::{self, ModelSource};
 use crate::manifest::{ConversionManifest, ConversionOptions};
 use crate::progress::Progress;
-use crate::run::resolve::cache_root;
-use crate::trtllm::config::TrtllmConfig;
-use crate::trtllm::mapping::Parallelism;
+use crate::run::resolve::{FNV_OFFSET, cache_dir_for, fnv1a};
+use crate::trtllm::config::{ConfigKind, TrtllmConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -62,13 +60,14 @@ pub fn resolve_model(spec: &str, base: Option<&Path>) -> BuildResult<ResolvedMod
         .hub_id
         .clone()
         .unwrap_or_else(|| src.dir.display().to_string());
-    if raw.get("pretrained_config").is_some() && raw.get("build_config").is_some() {
+    let kind = ConfigKind::of(&raw);
+    if kind == ConfigKind::Engine {
         return Err(Error::InvalidInput(format!(
             "{label} is already an engine directory; `model` must be a Hugging Face model or a TensorRT-LLM checkpoint"
         ))
         .into());
     }
-    if raw.get("architecture").is_some() && raw.get("mapping").is_some() {
+    if kind == ConfigKind::Checkpoint {
         let config: TrtllmConfig = serde_json::from_value(raw).map_err(|source| Error::Json {
             path: config_path.clone(),
             source,
@@ -146,29 +145,6 @@ pub struct CheckpointPlan {
     pub convert_reason: Option<String>,
     /// The equivalent `trtllm-minitron convert` command, for a Hugging Face model.
     pub convert_command: Option<Vec<String>>,
-}
-
-/// FNV-1a: stable across Rust releases (std's hasher is not), same as `run`'s cache keys.
-fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// The conversion cache directory for (source, dtype, tp, pp): the same scheme
-/// `run` uses, so a tp=1 conversion made by one is reused by the other.
-pub fn cache_dir_for(src: &ModelSource, dtype: DType, par: Parallelism) -> BuildResult<PathBuf> {
-    let canonical = std::fs::canonicalize(&src.dir).at(&src.dir)?;
-    let key = format!("{}|{}|tp{}|pp{}", canonical.display(), dtype, par.tp, par.pp);
-    let name = canonical
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(cache_root()
-        .join("checkpoints")
-        .join(format!("{name}-{:016x}", fnv1a(FNV_OFFSET, key.as_bytes()))))
 }
 
 pub fn plan(m: &ResolvedModel, p: &Profile) -> BuildResult<CheckpointPlan> {

@@ -33,6 +33,14 @@ pub fn append_converted(src: &[u8], from: DType, to: DType, add_one: bool, out: 
     }
 }
 
+/// Widens stored little-endian elements of `from` to f32 (exactly), any length.
+pub fn decode_to_f32(bytes: &[u8], from: DType, out: &mut [f32]) {
+    for (b, o) in bytes.chunks(BLOCK * from.size()).zip(out.chunks_mut(BLOCK)) {
+        decode(b, from, o);
+    }
+}
+
+/// Widens at most `BLOCK` elements (the f16 path uses a stack buffer of that size).
 fn decode(bytes: &[u8], from: DType, out: &mut [f32]) {
     match from {
         DType::F32 => {

@@ -8,11 +8,13 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
+use crate::DType;
 use crate::convert::{ConvertOptions, convert, open_source};
 use crate::error::{Error, IoContext, Result};
 use crate::hf::source::{self, ModelSource};
 use crate::manifest::{ConversionManifest, ConversionOptions};
 use crate::progress::Progress;
+use crate::trtllm::config::ConfigKind;
 use crate::trtllm::mapping::Parallelism;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,27 +24,14 @@ pub enum RunTarget {
 }
 
 /// What a directory's config.json says it is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    HuggingFace,
-    Checkpoint,
-    Engine,
-}
-
-fn kind_of(dir: &Path) -> Result<Kind> {
+fn kind_of(dir: &Path) -> Result<ConfigKind> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).at(&path)?;
     let v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
         path: path.clone(),
         source,
     })?;
-    if v.get("pretrained_config").is_some() && v.get("build_config").is_some() {
-        Ok(Kind::Engine)
-    } else if v.get("architecture").is_some() && v.get("mapping").is_some() {
-        Ok(Kind::Checkpoint)
-    } else {
-        Ok(Kind::HuggingFace)
-    }
+    Ok(ConfigKind::of(&v))
 }
 
 /// The cache root: `TRTLLM_MINITRON_CACHE`, else `$XDG_CACHE_HOME/trtllm-minitron`,
@@ -59,19 +48,40 @@ pub fn cache_root() -> PathBuf {
         .join("trtllm-minitron")
 }
 
-/// FNV-1a: a stable hash for cache directory names (std's hasher may change between releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// FNV-1a offset basis: the starting value of [`fnv1a`].
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, continued from `h`: stable across Rust releases (std's hasher is
+/// not), for cache directory names and fingerprints.
+pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The conversion cache directory for (source, dtype, tp, pp), shared by `run`
+/// and `build` so either reuses the other's conversion.
+pub fn cache_dir_for(src: &ModelSource, dtype: DType, par: Parallelism) -> Result<PathBuf> {
+    let canonical = std::fs::canonicalize(&src.dir).at(&src.dir)?;
+    let key = format!("{}|{}|tp{}|pp{}", canonical.display(), dtype, par.tp, par.pp);
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(cache_root()
+        .join("checkpoints")
+        .join(format!("{name}-{:016x}", fnv1a(FNV_OFFSET, key.as_bytes()))))
 }
 
 pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result<RunTarget> {
     let src = source::resolve(spec)?;
     match kind_of(&src.dir)? {
-        Kind::Checkpoint => Ok(RunTarget::Checkpoint(src.dir)),
-        Kind::Engine => Ok(RunTarget::Engine(src.dir)),
-        Kind::HuggingFace => converted_checkpoint(&src, progress, stop).map(RunTarget::Checkpoint),
+        ConfigKind::Checkpoint => Ok(RunTarget::Checkpoint(src.dir)),
+        ConfigKind::Engine => Ok(RunTarget::Engine(src.dir)),
+        // Anything else is read as a Hugging Face config, whose parser names what is wrong.
+        ConfigKind::HuggingFace | ConfigKind::Unknown => {
+            converted_checkpoint(&src, progress, stop).map(RunTarget::Checkpoint)
+        }
     }
 }
 
@@ -84,15 +94,7 @@ fn converted_checkpoint(src: &ModelSource, progress: &dyn Progress, stop: &Atomi
         tp_size: 1,
         pp_size: 1,
     };
-    let canonical = std::fs::canonicalize(&src.dir).at(&src.dir)?;
-    let key = format!("{}|{}|tp1|pp1", canonical.display(), checked.dtype);
-    let name = canonical
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = cache_root()
-        .join("checkpoints")
-        .join(format!("{name}-{:016x}", fnv1a(key.as_bytes())));
+    let dir = cache_dir_for(src, checked.dtype, Parallelism { tp: 1, pp: 1 })?;
     if let Ok(manifest) = ConversionManifest::read(&dir)
         && manifest.staleness(&src.dir, options).is_none()
     {

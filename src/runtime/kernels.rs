@@ -6,7 +6,6 @@
 use rayon::prelude::*;
 
 use crate::DType;
-use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 /// A row-major `[rows, cols]` weight matrix in its stored dtype.
 #[derive(Debug, Clone, Copy)]
@@ -19,26 +18,7 @@ pub struct MatRef<'a> {
 
 /// Widens one stored row to f32.
 pub fn decode_row(src: &[u8], dtype: DType, out: &mut [f32]) {
-    match dtype {
-        DType::F32 => {
-            for (v, b) in out.iter_mut().zip(src.chunks_exact(4)) {
-                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        DType::BF16 => {
-            for (v, b) in out.iter_mut().zip(src.chunks_exact(2)) {
-                *v = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-            }
-        }
-        DType::F16 => {
-            let mut bits = vec![0u16; out.len()];
-            for (v, b) in bits.iter_mut().zip(src.chunks_exact(2)) {
-                *v = u16::from_le_bytes([b[0], b[1]]);
-            }
-            let halves: &[half::f16] = bits.reinterpret_cast();
-            halves.convert_to_f32_slice(out);
-        }
-    }
+    crate::convert::cast::decode_to_f32(src, dtype, out);
 }
 
 /// Output rows of W handled per task: enough work to amortise scheduling.

@@ -115,3 +115,30 @@ impl TrtllmConfig {
         }
     }
 }
+
+/// What a directory's `config.json` describes, told by the keys each kind has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// `pretrained_config` + `build_config`, as `trtllm-build` writes.
+    Engine,
+    /// `architecture` + `mapping`, as `convert` writes.
+    Checkpoint,
+    /// `model_type` or `architectures`, as transformers writes.
+    HuggingFace,
+    Unknown,
+}
+
+impl ConfigKind {
+    pub fn of(config: &serde_json::Value) -> Self {
+        let has = |k: &str| config.get(k).is_some();
+        if has("pretrained_config") && has("build_config") {
+            ConfigKind::Engine
+        } else if has("architecture") && has("mapping") {
+            ConfigKind::Checkpoint
+        } else if has("model_type") || has("architectures") {
+            ConfigKind::HuggingFace
+        } else {
+            ConfigKind::Unknown
+        }
+    }
+}
