@@ -14,6 +14,7 @@ use crate::hf::layout::check_weights;
 use crate::hf::weights::WeightStore;
 use crate::manifest::{ConversionManifest, MANIFEST_FILE};
 use crate::safetensors_file::read_header;
+use crate::tokenizer::TokenizerInfo;
 use crate::trtllm::config::ConfigKind;
 
 #[derive(Debug, Serialize)]
@@ -36,6 +37,8 @@ pub struct HfSummary {
     pub files: Vec<String>,
     /// Why `convert` would refuse it, if it would.
     pub problem: Option<String>,
+    /// The tokenizer `run` would use (tokenizer.json, else tokenizer.model).
+    pub tokenizer: Option<TokenizerInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +61,8 @@ pub struct TrtllmSummary {
     pub ranks: Vec<RankFile>,
     pub missing_ranks: Vec<usize>,
     pub manifest: Option<ConversionManifest>,
+    /// The tokenizer `run` would use (tokenizer.json, else tokenizer.model).
+    pub tokenizer: Option<TokenizerInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +79,8 @@ pub struct EngineSummary {
     pub bytes: u64,
     /// Written by `trtllm-minitron build`: profile, checkpoint, versions, GPU, command.
     pub build_manifest: Option<Box<crate::build::manifest::BuildManifest>>,
+    /// The tokenizer `run` would use (tokenizer.json, else tokenizer.model).
+    pub tokenizer: Option<TokenizerInfo>,
 }
 
 /// The dims shared by checkpoint and engine configs.
@@ -178,6 +185,7 @@ fn inspect_hf(path: &Path, raw: &Value, config_path: &Path) -> Result<HfSummary>
         files: store.files.iter().map(|f| file_name(&f.path)).collect(),
         config,
         problem,
+        tokenizer: TokenizerInfo::beside(path),
     })
 }
 
@@ -200,6 +208,7 @@ fn inspect_trtllm(path: &Path, config: &Value) -> Result<TrtllmSummary> {
             .is_file()
             .then(|| ConversionManifest::read(path).ok())
             .flatten(),
+        tokenizer: TokenizerInfo::beside(path),
     })
 }
 
@@ -207,6 +216,9 @@ fn inspect_engine(path: &Path, config: &Value) -> Result<EngineSummary> {
     let pretrained = config.get("pretrained_config").cloned().unwrap_or(Value::Null);
     let world = world_size(&pretrained);
     let (ranks, missing_ranks) = rank_files(path, world, "engine", false)?;
+    let build_manifest = crate::build::manifest::BuildManifest::read(path)
+        .ok()
+        .map(Box::new);
     Ok(EngineSummary {
         path: path.to_path_buf(),
         version: config.get("version").and_then(Value::as_str).map(str::to_string),
@@ -218,9 +230,10 @@ fn inspect_engine(path: &Path, config: &Value) -> Result<EngineSummary> {
         bytes: ranks.iter().map(|r| r.bytes).sum(),
         ranks,
         missing_ranks,
-        build_manifest: crate::build::manifest::BuildManifest::read(path)
-            .ok()
-            .map(Box::new),
+        // As `run` finds it: beside the engine, else beside the checkpoint it was built from.
+        tokenizer: TokenizerInfo::beside(path)
+            .or_else(|| TokenizerInfo::beside(&build_manifest.as_ref()?.checkpoint.dir)),
+        build_manifest,
     })
 }
 
@@ -340,6 +353,7 @@ impl fmt::Display for Inspection {
                 )?;
                 writeln!(f, "  parameters  {}", human_count(s.parameters))?;
                 writeln!(f, "  size        {}", human_bytes(s.bytes))?;
+                write_tokenizer(f, &s.tokenizer)?;
                 match &s.problem {
                     None => writeln!(f, "  convertible yes"),
                     Some(p) => writeln!(f, "  convertible NO: {p}"),
@@ -367,6 +381,7 @@ impl fmt::Display for Inspection {
                     )?;
                 }
                 write_missing(f, &s.missing_ranks, "safetensors")?;
+                write_tokenizer(f, &s.tokenizer)?;
                 if let Some(m) = &s.manifest {
                     let src = m
                         .source
@@ -406,10 +421,28 @@ impl fmt::Display for Inspection {
                     }
                 }
                 write_engine_build(f, s)?;
+                write_tokenizer(f, &s.tokenizer)?;
                 for r in &s.ranks {
                     writeln!(f, "  {:<22} {}", r.file, human_bytes(r.bytes))?;
                 }
                 write_missing(f, &s.missing_ranks, "engine")
+            }
+        }
+    }
+}
+
+fn write_tokenizer(f: &mut fmt::Formatter<'_>, t: &Option<TokenizerInfo>) -> fmt::Result {
+    match t {
+        None => writeln!(
+            f,
+            "  tokenizer   none (text prompts need --tokenizer; --input-ids work without)"
+        ),
+        Some(t) => {
+            write!(f, "  tokenizer   {}: {}", t.path.display(), t.source.describe())?;
+            match (&t.problem, t.vocab_size) {
+                (Some(p), _) => writeln!(f, "; UNUSABLE: {p}"),
+                (None, Some(n)) => writeln!(f, ", {n} tokens"),
+                (None, None) => writeln!(f),
             }
         }
     }

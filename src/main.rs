@@ -110,7 +110,7 @@ struct CheckArgs {
     /// The checkpoint the reference runs [default: the engine's, from its build manifest].
     #[arg(long, value_name = "DIR", requires = "against")]
     reference_checkpoint: Option<PathBuf>,
-    /// tokenizer.json (or its directory) [default: beside the model].
+    /// tokenizer.json or SentencePiece tokenizer.model (or their directory) [default: beside the model].
     #[arg(long, value_name = "PATH")]
     tokenizer: Option<PathBuf>,
     /// Write the cases' expectations into the suite file from this run.
@@ -193,7 +193,7 @@ struct RunArgs {
     input_ids: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
-    /// tokenizer.json (or its directory) [default: beside the model].
+    /// tokenizer.json or SentencePiece tokenizer.model (or their directory) [default: beside the model].
     #[arg(long, value_name = "PATH")]
     tokenizer: Option<PathBuf>,
     #[arg(long, default_value_t = 50)]

@@ -1,14 +1,24 @@
-//! Text <-> token ids through a Hugging Face `tokenizer.json` (the `tokenizers` crate).
+//! Text <-> token ids through a Hugging Face `tokenizer.json` (the `tokenizers` crate),
+//! or, for checkpoints that ship only a SentencePiece `tokenizer.model`, a tokenizer built
+//! from it as transformers builds one (`llama_convert`).
 //!
 //! Minitron ships a SentencePiece BPE converted by transformers' LlamaConverter: byte
 //! fallback, Metaspace pre-tokenizer, no post-processor (so no BOS by default).
 //! Decoding skips special tokens (`<s>`, `</s>`, `<pad>`), as TensorRT-LLM's examples
 //! print their outputs.
 
+mod llama_convert;
+mod spm_model;
+
 use std::path::{Path, PathBuf};
+
+pub use llama_convert::ConvertError;
+pub use spm_model::SpmError;
 
 /// File name of a Hugging Face fast tokenizer.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// File name of a SentencePiece model, used when there is no `tokenizer.json`.
+pub const SENTENCEPIECE_FILE: &str = "tokenizer.model";
 
 /// Names tried, in order, when `tokenizer_config.json` does not name the BOS / EOS token.
 const BOS_NAMES: [&str; 4] = ["<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>"];
@@ -18,6 +28,16 @@ const EOS_NAMES: [&str; 4] = ["</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>
 pub enum TokenizerError {
     #[error("cannot load tokenizer {}: {message}", path.display())]
     Load { path: PathBuf, message: String },
+    #[error("cannot read SentencePiece model {}: {source}", path.display())]
+    SentencePiece { path: PathBuf, source: SpmError },
+    #[error(
+        "cannot build a tokenizer from {}: {source}. Make a tokenizer.json beside it with \
+         transformers (pip install transformers sentencepiece protobuf): python3 -c \"from transformers \
+         import AutoTokenizer; AutoTokenizer.from_pretrained('{dir}').backend_tokenizer.save('{dir}/tokenizer.json')\"",
+        path.display(),
+        dir = path.parent().unwrap_or(Path::new(".")).display()
+    )]
+    Convert { path: PathBuf, source: ConvertError },
     #[error("cannot encode text: {0}")]
     Encode(String),
     #[error("cannot decode token ids: {0}")]
@@ -26,8 +46,64 @@ pub enum TokenizerError {
     NoBos,
 }
 
+/// Which file a tokenizer was loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerSource {
+    /// A Hugging Face `tokenizer.json`.
+    Json,
+    /// A SentencePiece BPE `tokenizer.model`, converted here as transformers does.
+    SentencePiece,
+}
+
+impl TokenizerSource {
+    /// By file name: a `*.model` file is a SentencePiece model, anything else JSON.
+    pub fn of(path: &Path) -> Self {
+        if path.extension().is_some_and(|e| e == "model") {
+            TokenizerSource::SentencePiece
+        } else {
+            TokenizerSource::Json
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            TokenizerSource::Json => "Hugging Face tokenizer.json",
+            TokenizerSource::SentencePiece => {
+                "SentencePiece BPE tokenizer.model (no tokenizer.json; converted as transformers' Llama tokenizer does)"
+            }
+        }
+    }
+}
+
+/// What `inspect` says about a directory's tokenizer.
+#[derive(Debug, serde::Serialize)]
+pub struct TokenizerInfo {
+    pub path: PathBuf,
+    pub source: TokenizerSource,
+    /// Token ids it knows (None when it cannot be loaded).
+    pub vocab_size: Option<usize>,
+    /// Why it cannot be loaded, if it cannot.
+    pub problem: Option<String>,
+}
+
+impl TokenizerInfo {
+    /// The tokenizer `run` would use from `dir`, loaded to check it; None if there is none.
+    pub fn beside(dir: &Path) -> Option<Self> {
+        let path = Tokenizer::find_beside(dir)?;
+        let loaded = Tokenizer::from_file(&path);
+        Some(TokenizerInfo {
+            source: TokenizerSource::of(&path),
+            vocab_size: loaded.as_ref().ok().map(Tokenizer::vocab_size),
+            problem: loaded.err().map(|e| e.to_string()),
+            path,
+        })
+    }
+}
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    source: TokenizerSource,
     bos: Option<u32>,
     eos: Option<u32>,
     /// Ids of the `<0xNN>` byte-fallback tokens, sorted.
@@ -48,19 +124,38 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Loads a `tokenizer.json`. BOS / EOS come from a `tokenizer_config.json` beside it
-    /// when it names them, else from the usual token names (`<s>`, `</s>`, ...).
+    /// Loads a `tokenizer.json`, or a SentencePiece model (a `*.model` file such as
+    /// `tokenizer.model`). BOS / EOS come from a `tokenizer_config.json` beside it when it
+    /// names them, else from the usual token names (`<s>`, `</s>`, ...); for a SentencePiece
+    /// model it also holds transformers' settings (`legacy`, `add_bos_token`, ...).
     pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
         let load_err = |message: String| TokenizerError::Load {
             path: path.to_path_buf(),
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?;
         let config = path
             .parent()
             .map(|d| d.join("tokenizer_config.json"))
             .and_then(|p| read_config(&p));
+        let source = TokenizerSource::of(path);
+        let inner = match source {
+            TokenizerSource::Json => {
+                tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_err(e.to_string()))?
+            }
+            TokenizerSource::SentencePiece => {
+                let model =
+                    spm_model::SpmModel::parse(&bytes).map_err(|source| TokenizerError::SentencePiece {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                let options = llama_convert::ConvertOptions::from_config(config.as_ref());
+                llama_convert::build(&model, &options).map_err(|source| TokenizerError::Convert {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+            }
+        };
         let special = |key: &str, names: &[&str]| {
             config
                 .as_ref()
@@ -83,6 +178,7 @@ impl Tokenizer {
         special.sort_unstable();
         Ok(Tokenizer {
             inner,
+            source,
             bos,
             eos,
             byte_tokens,
@@ -90,10 +186,18 @@ impl Tokenizer {
         })
     }
 
-    /// `tokenizer.json` in a model / checkpoint directory, if present.
+    /// The tokenizer file of a model / checkpoint directory: `tokenizer.json`, else a
+    /// SentencePiece `tokenizer.model`, if either is present.
     pub fn find_beside(dir: &Path) -> Option<PathBuf> {
-        let path = dir.join(TOKENIZER_FILE);
-        path.is_file().then_some(path)
+        [TOKENIZER_FILE, SENTENCEPIECE_FILE]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|path| path.is_file())
+    }
+
+    /// Which kind of file this tokenizer was loaded from.
+    pub fn source(&self) -> TokenizerSource {
+        self.source
     }
 
     /// `add_bos`: None = whatever tokenizer.json's post-processor does (Minitron's has none:

@@ -15,7 +15,7 @@ use crate::runtime::backend::GenerationBackend;
 use crate::runtime::generate::{FinishReason, Request};
 use crate::runtime::model::Model;
 use crate::runtime::sampling::SamplingParams;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{TOKENIZER_FILE, Tokenizer};
 use inputs::Prompt;
 use output::{JsonResult, TextStream, timings, write_logits};
 use resolve::RunTarget;
@@ -180,7 +180,7 @@ pub struct Opened {
 
 /// Resolves `model` (Hugging Face model, checkpoint or engine, as `run --model` takes)
 /// and opens it on `backend`, with the tokenizer at `tokenizer` (a file or its
-/// directory) or else tokenizer.json beside the checkpoint; `needs_tokenizer` makes
+/// directory) or else the one beside the checkpoint; `needs_tokenizer` makes
 /// a missing one an error.
 pub fn open_backend(
     model: &str,
@@ -250,10 +250,11 @@ pub fn open_backend(
     })
 }
 
-/// `--tokenizer`, else tokenizer.json beside the checkpoint; required only for text prompts.
+/// `--tokenizer`, else the tokenizer beside the checkpoint (tokenizer.json, else a
+/// SentencePiece tokenizer.model); required only for text prompts.
 fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) -> Result<Option<Tokenizer>> {
     let path = match explicit {
-        Some(p) if p.is_dir() => Some(p.join("tokenizer.json")),
+        Some(p) if p.is_dir() => Some(Tokenizer::find_beside(p).unwrap_or_else(|| p.join(TOKENIZER_FILE))),
         Some(p) => Some(p.to_path_buf()),
         None => Tokenizer::find_beside(checkpoint),
     };
@@ -265,7 +266,7 @@ fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) 
             Ok(Some(Tokenizer::from_file(&p)?))
         }
         None if needs_text => Err(Error::InvalidInput(format!(
-            "text prompts need a tokenizer, but there is no tokenizer.json in {} \
+            "text prompts need a tokenizer, but there is no tokenizer.json or tokenizer.model in {} \
              (pass --tokenizer PATH, or give token ids with --input-ids)",
             checkpoint.display()
         ))),
