@@ -9,7 +9,7 @@
 * expected/<name>/<dtype>-tp<T>-pp<P>/
                     the TensorRT-LLM checkpoints our converter must produce,
                     computed here with torch straight from
-                    /work/shared/spec/trtllm-checkpoint.md (never from the Rust
+                    docs/checkpoint-format.md (never from the Rust
                     code), plus expected/index.json.
 * golden/<name>.safetensors
                     float32 logits of transformers' forward pass for two fixed
@@ -541,7 +541,7 @@ def hf_to_full(sd, p, dt):
 
 
 def spec_forward(full, p, ids):
-    """nemotron-forward.md in float64 on "full" weights (LayerNorm "+1" folded)."""
+    """docs/forward-pass.md in float64 on "full" weights (LayerNorm "+1" folded)."""
     W = {k: v.double() for k, v in full.items()}
     H, nh, nkv, d = p["H"], p["nh"], p["nkv"], p["hd"]
     T = len(ids)

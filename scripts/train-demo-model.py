@@ -18,7 +18,7 @@ weights again on the same software (torch on CPU, 2 threads).
 
 The output directory is deleted and written again. The script runs its own
 checks (tokenizer round trips, config reload, an independent float64 forward
-pass written from nemotron-forward.md, generate vs a manual argmax loop) and
+pass written from docs/forward-pass.md, generate vs a manual argmax loop) and
 stops with an assertion error if one fails.
 """
 import argparse
@@ -360,7 +360,7 @@ def train(model, train_ids, val_ids, args):
 
 
 # ---------------------------------------------------------------------------
-# 5. Independent forward pass (float64, from nemotron-forward.md)
+# 5. Independent forward pass (float64, from docs/forward-pass.md)
 # ---------------------------------------------------------------------------
 def reference_logits(sd, cfg, ids):
     s = {k: v.double() for k, v in sd.items()}
