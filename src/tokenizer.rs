@@ -28,16 +28,17 @@ const EOS_NAMES: [&str; 4] = ["</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>
 pub enum TokenizerError {
     #[error("cannot load tokenizer {}: {message}", path.display())]
     Load { path: PathBuf, message: String },
-    #[error("cannot read SentencePiece model {}: {source}", path.display())]
-    SentencePiece { path: PathBuf, source: SpmError },
+    // `problem`, not `source`: the message already holds it, and the CLI prints sources too.
+    #[error("cannot read SentencePiece model {}: {problem}", path.display())]
+    SentencePiece { path: PathBuf, problem: SpmError },
     #[error(
-        "cannot build a tokenizer from {}: {source}. Make a tokenizer.json beside it with \
+        "cannot build a tokenizer from {}: {problem}. Make a tokenizer.json beside it with \
          transformers (pip install transformers sentencepiece protobuf): python3 -c \"from transformers \
          import AutoTokenizer; AutoTokenizer.from_pretrained('{dir}').backend_tokenizer.save('{dir}/tokenizer.json')\"",
         path.display(),
         dir = path.parent().unwrap_or(Path::new(".")).display()
     )]
-    Convert { path: PathBuf, source: ConvertError },
+    Convert { path: PathBuf, problem: ConvertError },
     #[error("cannot encode text: {0}")]
     Encode(String),
     #[error("cannot decode token ids: {0}")]
@@ -101,6 +102,29 @@ impl TokenizerInfo {
     }
 }
 
+impl TokenizerError {
+    /// The same error about the same-named file in `dir`: for a tokenizer copied from a
+    /// model directory (e.g. into the conversion cache), so the message and the fix name
+    /// the user's file.
+    pub fn in_dir(self, dir: &Path) -> Self {
+        let moved = |path: PathBuf| match path.file_name() {
+            Some(name) => dir.join(name),
+            None => path,
+        };
+        match self {
+            TokenizerError::SentencePiece { path, problem } => TokenizerError::SentencePiece {
+                path: moved(path),
+                problem,
+            },
+            TokenizerError::Convert { path, problem } => TokenizerError::Convert {
+                path: moved(path),
+                problem,
+            },
+            other => other,
+        }
+    }
+}
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     source: TokenizerSource,
@@ -145,14 +169,14 @@ impl Tokenizer {
             }
             TokenizerSource::SentencePiece => {
                 let model =
-                    spm_model::SpmModel::parse(&bytes).map_err(|source| TokenizerError::SentencePiece {
+                    spm_model::SpmModel::parse(&bytes).map_err(|problem| TokenizerError::SentencePiece {
                         path: path.to_path_buf(),
-                        source,
+                        problem,
                     })?;
                 let options = llama_convert::ConvertOptions::from_config(config.as_ref());
-                llama_convert::build(&model, &options).map_err(|source| TokenizerError::Convert {
+                llama_convert::build(&model, &options).map_err(|problem| TokenizerError::Convert {
                     path: path.to_path_buf(),
-                    source,
+                    problem,
                 })?
             }
         };

@@ -201,7 +201,8 @@ fn run_inspect_and_convert_use_tokenizer_model() {
     let text_out = String::from_utf8_lossy(&out.stdout);
     assert!(text_out.contains("tokenizer.model"), "{text_out}");
 
-    let ckpt = cache.path().join("ckpt");
+    let out_dir = tempfile::tempdir().unwrap();
+    let ckpt = out_dir.path().join("ckpt");
     let out = bin(
         &["convert", "--model", m, "--output", ckpt.to_str().unwrap()],
         cache.path(),
@@ -219,4 +220,28 @@ fn run_inspect_and_convert_use_tokenizer_model() {
         ckpt.join("tokenizer.model").to_str().unwrap()
     );
     assert_eq!(v["tokenizer"]["problem"], Value::Null);
+
+    // A Unigram model: `run` on the model directory names the user's file (not the copy in
+    // the conversion cache), says why, and says once how to make a tokenizer.json.
+    std::fs::copy(
+        spm_dir().join("unigram.model"),
+        model.path().join("tokenizer.model"),
+    )
+    .unwrap();
+    let out = bin(&["run", "--model", m, "hello"], cache.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = model.path().join("tokenizer.model");
+    assert!(
+        err.contains(&format!("cannot build a tokenizer from {}", file.display())),
+        "{err}"
+    );
+    assert!(err.contains(&format!("from_pretrained('{m}')")), "{err}");
+    assert_eq!(err.matches("SentencePiece Unigram model").count(), 1, "{err}");
+    let out = bin(&["inspect", m, "--json"], cache.path());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["tokenizer"]["problem"].as_str().unwrap().contains("Unigram"),
+        "{v}"
+    );
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
+use crate::manifest::ConversionManifest;
 use crate::progress::Progress;
 use crate::runtime::backend::GenerationBackend;
 use crate::runtime::generate::{FinishReason, Request};
@@ -263,7 +264,15 @@ fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) 
             if !p.is_file() {
                 return Err(Error::io(&p, std::io::Error::from(std::io::ErrorKind::NotFound)));
             }
-            Ok(Some(Tokenizer::from_file(&p)?))
+            // A tokenizer beside a cached conversion is a copy of the model's own: name that.
+            let source_dir = (explicit.is_none() && checkpoint.starts_with(resolve::cache_root()))
+                .then(|| ConversionManifest::read(checkpoint).ok())
+                .flatten()
+                .map(|m| m.source.dir);
+            Ok(Some(Tokenizer::from_file(&p).map_err(|e| match &source_dir {
+                Some(dir) => e.in_dir(dir),
+                None => e,
+            })?))
         }
         None if needs_text => Err(Error::InvalidInput(format!(
             "text prompts need a tokenizer, but there is no tokenizer.json or tokenizer.model in {} \
