@@ -2,17 +2,23 @@
 // executor_bridge.h). Written against the TensorRT-LLM 1.2.x executor API
 // (executor.h, types.h, tensor.h, plugins/api/tllmPlugin.h):
 //
-// - requests are built with setters after a constructor taking only the two
-//   arguments every version has (input ids, max tokens): the positional
-//   constructor's later arguments moved between versions;
+// - headers and library must come from the same release: default arguments are
+//   filled in here, at the call site, so even the two-argument Request
+//   constructor below calls the library's full positional constructor (and
+//   ExecutorConfig's default constructor names every config class it takes);
+// - every decoding option arrives set (src/executor/mapping.rs): none is left
+//   to the library's defaults, which would decode differently (cpp/README.md);
 // - every entry point converts any exception into a std::runtime_error naming
 //   the operation, so nothing but a std::exception reaches cxx (which turns it
 //   into a Rust Err) and nothing aborts the process;
 // - a response with hasError() is reported for that request only; getResult()
 //   is not called on it (it would throw);
-// - finish reasons are passed as their integer value and checked in Rust, so
-//   an enum value this file does not know is an error, not undefined
-//   behaviour; an empty beam list is reported, never indexed.
+// - finish reasons, data types and scheduler policies cross as cxx shared enums
+//   whose values are checked against the library's below; a value Rust does not
+//   name still crosses, and Rust reports it;
+// - logits are read from host memory (the library returns host tensors);
+//   context logits, which the library attaches to every streaming response,
+//   are copied from the first only.
 
 #include "trtllm-minitron/cpp/executor_bridge.h"
 #include "trtllm-minitron/src/executor/ffi.rs.h"
@@ -20,14 +26,18 @@
 #include "tensorrt_llm/executor/executor.h"
 #include "tensorrt_llm/plugins/api/tllmPlugin.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <list>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -37,6 +47,33 @@ namespace trtllm_minitron
 {
 namespace
 {
+
+// The shared enums mirror the library's, value for value.
+template <typename Ours, typename Theirs>
+constexpr bool same(Ours ours, Theirs theirs)
+{
+    return static_cast<std::int64_t>(ours) == static_cast<std::int64_t>(theirs);
+}
+
+static_assert(same(FinishReason::NotFinished, tle::FinishReason::kNOT_FINISHED));
+static_assert(same(FinishReason::EndId, tle::FinishReason::kEND_ID));
+static_assert(same(FinishReason::StopWords, tle::FinishReason::kSTOP_WORDS));
+static_assert(same(FinishReason::Length, tle::FinishReason::kLENGTH));
+static_assert(same(FinishReason::TimedOut, tle::FinishReason::kTIMED_OUT));
+static_assert(same(FinishReason::Cancelled, tle::FinishReason::kCANCELLED));
+static_assert(same(DataType::Bool, tle::DataType::kBOOL));
+static_assert(same(DataType::UInt8, tle::DataType::kUINT8));
+static_assert(same(DataType::Int8, tle::DataType::kINT8));
+static_assert(same(DataType::Int32, tle::DataType::kINT32));
+static_assert(same(DataType::Int64, tle::DataType::kINT64));
+static_assert(same(DataType::BF16, tle::DataType::kBF16));
+static_assert(same(DataType::FP8, tle::DataType::kFP8));
+static_assert(same(DataType::FP16, tle::DataType::kFP16));
+static_assert(same(DataType::FP32, tle::DataType::kFP32));
+static_assert(same(DataType::Unknown, tle::DataType::kUNKNOWN));
+static_assert(same(SchedulerPolicy::MaxUtilization, tle::CapacitySchedulerPolicy::kMAX_UTILIZATION));
+static_assert(same(SchedulerPolicy::GuaranteedNoEvict, tle::CapacitySchedulerPolicy::kGUARANTEED_NO_EVICT));
+static_assert(same(SchedulerPolicy::StaticBatch, tle::CapacitySchedulerPolicy::kSTATIC_BATCH));
 
 // Runs f, turning any exception into a std::runtime_error that says where it came from.
 template <typename F>
@@ -70,28 +107,21 @@ void initPluginsOnce()
 
 tle::ExecutorConfig executorConfig(BridgeOptions const& o)
 {
-    tle::CapacitySchedulerPolicy policy;
-    if (o.scheduler_policy == 0)
-    {
-        policy = tle::CapacitySchedulerPolicy::kMAX_UTILIZATION;
-    }
-    else if (o.scheduler_policy == 1)
-    {
-        policy = tle::CapacitySchedulerPolicy::kGUARANTEED_NO_EVICT;
-    }
-    else
-    {
-        throw std::invalid_argument("unknown scheduler policy " + std::to_string(o.scheduler_policy));
-    }
     tle::KvCacheConfig kvCache;
     kvCache.setEnableBlockReuse(o.enable_kv_block_reuse);
     kvCache.setFreeGpuMemoryFraction(o.free_gpu_memory_fraction);
 
     tle::ExecutorConfig config;
     config.setMaxBeamWidth(1);
-    config.setSchedulerConfig(tle::SchedulerConfig(policy));
+    config.setSchedulerConfig(
+        tle::SchedulerConfig(static_cast<tle::CapacitySchedulerPolicy>(static_cast<std::int32_t>(o.scheduler_policy))));
     config.setKvCacheConfig(kvCache);
     config.setGatherGenerationLogits(o.gather_generation_logits);
+    // Off, logProbs are log-softmax values over the whole vocabulary (after
+    // penalties and temperature) on every sampling path; on (the default), the
+    // top-k path divides by the top-k mass, so greedy decoding reports 0
+    // (kernels/samplingTopKKernels.cu). The reference runtime reports the former.
+    config.setNormalizeLogProbs(false);
     return config;
 }
 
@@ -133,36 +163,33 @@ tle::SamplingConfig samplingConfig(BridgeRequest const& r)
     return s;
 }
 
-std::uint8_t dtypeCode(tle::DataType t)
+BridgeLogits noLogits()
 {
-    if (t == tle::DataType::kFP32)
-    {
-        return 1;
-    }
-    if (t == tle::DataType::kFP16)
-    {
-        return 2;
-    }
-    if (t == tle::DataType::kBF16)
-    {
-        return 3;
-    }
-    return 0; // Rust reports it as unsupported.
+    BridgeLogits out{};
+    out.present = false;
+    out.dtype = DataType::Unknown;
+    out.row_len = 0;
+    return out;
 }
 
-void copyLogits(std::optional<tle::Tensor> const& maybe, BridgeLogits& out)
+// Copies a host tensor's bytes. The executor's results hold host tensors
+// (createResult in batch_manager/llmRequest.cpp wraps getContextLogitsHost() and
+// getGenerationLogitsHost()); a device tensor would need Tensor::copyToCpu with
+// a CUDA stream, which this API gives no way to make, so it is refused.
+BridgeLogits copyLogits(std::optional<tle::Tensor> const& maybe)
 {
-    out.present = false;
-    out.dtype = 0;
-    out.row_len = 0;
+    BridgeLogits out = noLogits();
     if (!maybe.has_value() || !*maybe)
     {
-        return;
+        return out;
     }
     tle::Tensor tensor = *maybe;
-    if (tensor.getMemoryType() == tle::MemoryType::kGPU)
+    auto const memory = tensor.getMemoryType();
+    if (memory != tle::MemoryType::kCPU && memory != tle::MemoryType::kCPU_PINNED
+        && memory != tle::MemoryType::kCPU_PINNEDPOOL && memory != tle::MemoryType::kUVM)
     {
-        tensor = tensor.copyToCpu();
+        throw std::runtime_error("a logits tensor is not in host memory (memory type "
+            + std::to_string(static_cast<int>(memory)) + "); this bridge reads host tensors only");
     }
     auto const shape = tensor.getShape();
     if (shape.size() == 0 || shape[shape.size() - 1] <= 0)
@@ -170,7 +197,7 @@ void copyLogits(std::optional<tle::Tensor> const& maybe, BridgeLogits& out)
         throw std::runtime_error("a logits tensor has no last dimension");
     }
     out.present = true;
-    out.dtype = dtypeCode(tensor.getDataType());
+    out.dtype = static_cast<DataType>(static_cast<std::int32_t>(tensor.getDataType()));
     out.row_len = static_cast<std::size_t>(shape[shape.size() - 1]);
     auto const bytes = tensor.getSizeInBytes();
     auto const* data = static_cast<std::uint8_t const*>(tensor.getData());
@@ -179,65 +206,30 @@ void copyLogits(std::optional<tle::Tensor> const& maybe, BridgeLogits& out)
         throw std::runtime_error("a logits tensor has no data");
     }
     out.data.reserve(bytes);
-    for (std::size_t i = 0; i < bytes; ++i)
-    {
-        out.data.push_back(data[i]);
-    }
+    std::copy(data, data + bytes, std::back_inserter(out.data));
+    return out;
 }
 
-BridgeResponse flatten(tle::Response const& response)
+BridgeResponse emptyResponse(tle::IdType id)
 {
     BridgeResponse out{};
-    out.request_id = response.getRequestId();
-    out.has_error = response.hasError();
-    out.has_finish_reason = false;
-    out.finish_reason = 0;
+    out.request_id = id;
+    out.has_error = false;
+    out.is_final = false;
     out.num_beams = 0;
-    out.context_logits.present = false;
-    out.generation_logits.present = false;
-    if (out.has_error)
-    {
-        // getResult() would throw on an error response.
-        out.error = rust::String::lossy(response.getErrorMsg());
-        out.is_final = true;
-        return out;
-    }
-    tle::Result const& result = response.getResult();
-    out.is_final = result.isFinal;
-    out.num_beams = result.outputTokenIds.size();
-    if (!result.outputTokenIds.empty())
-    {
-        for (auto token : result.outputTokenIds.front())
-        {
-            out.tokens.push_back(token);
-        }
-    }
-    if (!result.finishReasons.empty())
-    {
-        out.has_finish_reason = true;
-        out.finish_reason = static_cast<std::int32_t>(result.finishReasons.front());
-    }
-    if (result.logProbs.has_value() && !result.logProbs->empty())
-    {
-        for (auto p : result.logProbs->front())
-        {
-            out.log_probs.push_back(p);
-        }
-    }
-    copyLogits(result.contextLogits, out.context_logits);
-    copyLogits(result.generationLogits, out.generation_logits);
+    out.has_finish_reason = false;
+    out.finish_reason = FinishReason::NotFinished;
+    out.context_logits = noLogits();
+    out.generation_logits = noLogits();
     return out;
 }
 
 BridgeResponse failed(tle::Response const& response, char const* why)
 {
-    BridgeResponse out{};
-    out.request_id = response.getRequestId();
+    BridgeResponse out = emptyResponse(response.getRequestId());
     out.has_error = true;
     out.error = rust::String::lossy(std::string("cannot read the executor's response: ") + why);
     out.is_final = true;
-    out.context_logits.present = false;
-    out.generation_logits.present = false;
     return out;
 }
 
@@ -246,6 +238,73 @@ BridgeResponse failed(tle::Response const& response, char const* why)
 struct TrtExecutor::Impl
 {
     std::unique_ptr<tle::Executor> executor;
+
+    // Requests whose context logits were copied already: written and read on
+    // the response thread only, guarded all the same.
+    std::mutex contextMutex;
+    std::unordered_set<tle::IdType> contextTaken;
+
+    // True the first time a request's context logits arrive.
+    bool firstContextLogits(tle::IdType id)
+    {
+        std::lock_guard<std::mutex> lock(contextMutex);
+        return contextTaken.insert(id).second;
+    }
+
+    // A request's last response was seen: nothing more comes for it.
+    void forget(tle::IdType id)
+    {
+        std::lock_guard<std::mutex> lock(contextMutex);
+        contextTaken.erase(id);
+    }
+
+    BridgeResponse flatten(tle::Response const& response)
+    {
+        BridgeResponse out = emptyResponse(response.getRequestId());
+        out.has_error = response.hasError();
+        if (out.has_error)
+        {
+            // getResult() would throw on an error response.
+            out.error = rust::String::lossy(response.getErrorMsg());
+            out.is_final = true;
+            forget(out.request_id);
+            return out;
+        }
+        tle::Result const& result = response.getResult();
+        out.is_final = result.isFinal;
+        out.num_beams = result.outputTokenIds.size();
+        if (!result.outputTokenIds.empty())
+        {
+            for (auto token : result.outputTokenIds.front())
+            {
+                out.tokens.push_back(token);
+            }
+        }
+        if (!result.finishReasons.empty())
+        {
+            out.has_finish_reason = true;
+            out.finish_reason = static_cast<FinishReason>(static_cast<std::int32_t>(result.finishReasons.front()));
+        }
+        // Cumulative: every token's log-prob so far, while outputTokenIds holds
+        // only the new tokens (createResult, batch_manager/llmRequest.cpp).
+        if (result.logProbs.has_value() && !result.logProbs->empty())
+        {
+            for (auto p : result.logProbs->front())
+            {
+                out.log_probs.push_back(p);
+            }
+        }
+        if (result.contextLogits.has_value() && firstContextLogits(out.request_id))
+        {
+            out.context_logits = copyLogits(result.contextLogits);
+        }
+        if (out.is_final)
+        {
+            forget(out.request_id);
+        }
+        out.generation_logits = copyLogits(result.generationLogits);
+        return out;
+    }
 };
 
 TrtExecutor::TrtExecutor(BridgeOptions const& options)
@@ -266,6 +325,8 @@ std::uint64_t TrtExecutor::enqueue(BridgeRequest const& r, rust::Slice<std::int3
         [&]() -> std::uint64_t
         {
             tle::VecTokens tokens(input_ids.begin(), input_ids.end());
+            // The other arguments are the header's defaults; the setters below set
+            // what this bridge decides.
             tle::Request request(std::move(tokens), r.max_tokens);
             request.setStreaming(r.streaming);
             request.setReturnAllGeneratedTokens(false);
@@ -322,7 +383,7 @@ void TrtExecutor::await_responses(std::uint64_t timeout_ms, rust::Vec<BridgeResp
                 // A response that cannot be read fails its own request, not the others.
                 try
                 {
-                    out.push_back(flatten(response));
+                    out.push_back(mImpl->flatten(response));
                 }
                 catch (std::exception const& e)
                 {

@@ -1,6 +1,7 @@
 //! The TensorRT-LLM backend's `generate` over the in-memory stand-in executor
-//! (`executor::stand_in`): request mapping, streaming to `on_token`, stops,
-//! Ctrl-C, per-request errors, logits, timeouts. No TensorRT-LLM, engine or
+//! (`executor::stand_in`, which follows the library's defaults and streaming
+//! behaviour): request mapping, streaming to `on_token`, stops, Ctrl-C,
+//! per-request errors, logits, log-probs, timeouts. No TensorRT-LLM, engine or
 //! model runs here: the stand-in's tokens are scripted.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use trtllm_minitron::executor::backend::ExecutorBackend;
-use trtllm_minitron::executor::stand_in::StandInExecutor;
+use trtllm_minitron::executor::stand_in::{LibraryDecoding, StandInExecutor, scripted_log_prob};
 use trtllm_minitron::runtime::backend::GenerationBackend;
 use trtllm_minitron::runtime::generate::{FinishReason, Request};
 use trtllm_minitron::runtime::sampling::SamplingParams;
@@ -23,6 +24,7 @@ fn request(prompt: &[u32], max_new_tokens: usize) -> Request {
         end_id: Some(0),
         want_context_logits: false,
         want_generation_logits: false,
+        want_logprobs: false,
     }
 }
 
@@ -63,7 +65,7 @@ fn several_prompts_are_enqueued_together_and_streamed() {
     assert!(
         api.enqueued()
             .iter()
-            .all(|(_, s)| s.streaming && s.top_k == Some(1))
+            .all(|(_, s)| s.streaming && s.top_k == Some(1) && s.top_p == Some(1.0))
     );
     assert_eq!(out[0].output_ids, vec![7, 8, 9]);
     assert_eq!(out[0].finish_reason, Some(FinishReason::Length));
@@ -206,4 +208,185 @@ fn dropping_the_backend_shuts_the_executor_down() {
     assert_eq!(backend.name(), "trtllm");
     drop(backend);
     assert_eq!(api.shutdown_calls(), 1);
+}
+
+/// Greedy: last+1, last+2, ...; sampled (as the library decodes the request):
+/// 100+seed, 101+seed, ...
+fn greedy_or_sampled() -> StandInExecutor {
+    StandInExecutor::scripted(
+        512,
+        Box::new(|spec| {
+            let d = LibraryDecoding::of(spec);
+            let last = *spec.input_ids.last().unwrap();
+            let tokens = (1..=spec.max_tokens)
+                .map(|k| {
+                    if d.greedy {
+                        last + k
+                    } else {
+                        100 + d.seed as i32 + k
+                    }
+                })
+                .collect();
+            (tokens, 3)
+        }),
+    )
+}
+
+#[test]
+fn temperature_sampling_is_not_turned_into_greedy_by_the_library_defaults() {
+    let api = Arc::new(greedy_or_sampled());
+    let backend = ExecutorBackend::new(Arc::clone(&api), 512, None, POLL);
+    let mut r = request(&[5], 3);
+    r.sampling = SamplingParams {
+        temperature: 0.8,
+        seed: 4,
+        ..SamplingParams::default()
+    };
+    let stop = AtomicBool::new(false);
+    let out = backend.generate(&[r], &mut |_, _| true, &stop).unwrap();
+    assert_eq!(out[0].output_ids, vec![105, 106, 107]);
+    let (_, spec) = &api.enqueued()[0];
+    let d = LibraryDecoding::of(spec);
+    assert!(!d.greedy, "{spec:?}");
+    // The same distribution as the reference: no top-k or nucleus cut, no minimum length.
+    assert_eq!(
+        (d.top_k, d.top_p, d.temperature, d.seed, d.min_tokens),
+        (0, 1.0, 0.8, 4, 0)
+    );
+    assert_eq!(
+        (
+            spec.repetition_penalty,
+            spec.presence_penalty,
+            spec.frequency_penalty
+        ),
+        (Some(1.0), Some(0.0), Some(0.0))
+    );
+}
+
+#[test]
+fn every_decoding_option_is_set_explicitly() {
+    let api = Arc::new(greedy_or_sampled());
+    let backend = ExecutorBackend::new(Arc::clone(&api), 512, Some(2), POLL);
+    let mut sampled = request(&[5], 2);
+    sampled.sampling = SamplingParams {
+        temperature: 0.7,
+        top_k: 40,
+        top_p: 0.9,
+        repetition_penalty: 1.2,
+        seed: 1,
+    };
+    let stop = AtomicBool::new(false);
+    backend
+        .generate(&[request(&[5], 2), sampled], &mut |_, _| true, &stop)
+        .unwrap();
+    for (_, s) in api.enqueued() {
+        let options = [
+            s.temperature.is_some(),
+            s.top_k.is_some(),
+            s.top_p.is_some(),
+            s.seed.is_some(),
+            s.repetition_penalty.is_some(),
+            s.presence_penalty.is_some(),
+            s.frequency_penalty.is_some(),
+            s.min_tokens.is_some(),
+            s.end_id.is_some(),
+            s.pad_id.is_some(),
+        ];
+        assert!(options.iter().all(|&set| set), "{s:?}");
+    }
+    let s = &api.enqueued()[1].1;
+    assert_eq!(
+        (s.temperature, s.top_k, s.top_p, s.seed, s.repetition_penalty),
+        (Some(0.7), Some(40), Some(0.9), Some(1), Some(1.2))
+    );
+}
+
+#[test]
+fn a_decoding_option_the_library_refuses_is_refused_before_enqueueing() {
+    let api = Arc::new(greedy_or_sampled());
+    let backend = ExecutorBackend::new(Arc::clone(&api), 512, None, POLL);
+    let mut r = request(&[5], 2);
+    r.sampling = SamplingParams {
+        temperature: 1.0,
+        top_k: 5000,
+        ..SamplingParams::default()
+    };
+    let stop = AtomicBool::new(false);
+    let err = backend
+        .generate(&[r], &mut |_, _| true, &stop)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prompt 0") && err.contains("--top-k 5000"), "{err}");
+    assert!(api.enqueued().is_empty());
+}
+
+#[test]
+fn cumulative_log_probs_are_not_duplicated() {
+    let api = Arc::new(counting());
+    let backend = ExecutorBackend::new(Arc::clone(&api), 64, Some(0), POLL);
+    let mut r = request(&[3], 3);
+    r.want_logprobs = true;
+    // Ends with the end token: TensorRT-LLM reports no log-prob for it.
+    let mut eos = request(&[0, 9], 8);
+    eos.want_logprobs = true;
+    let stop = AtomicBool::new(false);
+    let out = backend.generate(&[r, eos], &mut |_, _| true, &stop).unwrap();
+    let expected: Vec<f32> = (0..3).map(scripted_log_prob).collect();
+    assert_eq!(out[0].output_ids, vec![4, 5, 6]);
+    assert_eq!(out[0].logprobs, expected);
+    assert_eq!(out[1].output_ids, vec![10, 0]);
+    assert_eq!(out[1].logprobs, vec![scripted_log_prob(0)]);
+    assert!(api.enqueued().iter().all(|(_, s)| s.return_log_probs));
+}
+
+#[test]
+fn log_probs_stop_with_a_caller_stop() {
+    let api = Arc::new(counting());
+    let backend = ExecutorBackend::new(Arc::clone(&api), 64, Some(0), POLL);
+    let mut r = request(&[1], 50);
+    r.want_logprobs = true;
+    let stop = AtomicBool::new(false);
+    let out = backend.generate(&[r], &mut |_, t| t != 3, &stop).unwrap();
+    assert_eq!(out[0].output_ids, vec![2, 3]);
+    assert_eq!(out[0].logprobs.len(), 2);
+}
+
+#[test]
+fn the_end_token_the_library_leaves_out_is_returned_as_the_reference_does() {
+    let api = Arc::new(counting());
+    let backend = ExecutorBackend::new(Arc::clone(&api), 64, Some(0), POLL);
+    let mut seen = Vec::new();
+    let stop = AtomicBool::new(false);
+    let out = backend
+        .generate(
+            &[request(&[0, 9], 8)],
+            &mut |_, t| {
+                seen.push(t);
+                true
+            },
+            &stop,
+        )
+        .unwrap();
+    assert_eq!(out[0].output_ids, vec![10, 0]);
+    assert_eq!(seen, vec![10, 0]);
+    assert_eq!(out[0].finish_reason, Some(FinishReason::EndId));
+}
+
+#[test]
+fn context_logits_from_an_engine_that_does_not_gather_them_are_refused_before_enqueueing() {
+    let api = Arc::new(counting());
+    let mut backend = ExecutorBackend::new(Arc::clone(&api), 64, None, POLL);
+    backend.context_logits_gathered = false;
+    let mut r = request(&[3], 2);
+    r.want_context_logits = true;
+    let stop = AtomicBool::new(false);
+    let err = backend
+        .generate(&[r], &mut |_, _| true, &stop)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--output-logits") && err.contains("gather_context_logits"),
+        "{err}"
+    );
+    assert!(api.enqueued().is_empty());
 }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use trtllm_minitron::executor::api::RequestSpec;
+use trtllm_minitron::executor::api::{LogitsDType, RawLogits, RequestSpec};
 use trtllm_minitron::executor::router::{Event, Router, WaitError};
 use trtllm_minitron::executor::stand_in::{StandInExecutor, error, last, step};
 use trtllm_minitron::runtime::generate::FinishReason;
@@ -188,4 +188,33 @@ fn enqueue_errors_are_returned() {
     router.api().fail_enqueue("queue full");
     assert_eq!(router.request(&spec()).err(), Some("queue full".to_string()));
     assert_eq!(router.in_flight(), 0);
+}
+
+#[test]
+fn context_logits_sent_with_every_response_reach_the_request_once() {
+    // TensorRT-LLM sets contextLogits on every streaming response of a request
+    // that asked for them (batch_manager/llmRequest.cpp, createResult).
+    let router = Router::start(StandInExecutor::new(), POLL);
+    let mut r = router.request(&spec()).unwrap();
+    let mut other = router.request(&spec()).unwrap();
+    let logits = RawLogits {
+        dtype: LogitsDType::F32,
+        row_len: 1,
+        data: vec![0; 12],
+    };
+    let with_logits = |mut raw: trtllm_minitron::executor::api::RawResponse| {
+        raw.context_logits = Some(logits.clone());
+        raw
+    };
+    let api = router.api();
+    api.push(with_logits(step(r.id(), &[1])));
+    api.push(with_logits(step(other.id(), &[7])));
+    api.push(with_logits(step(r.id(), &[2])));
+    api.push(with_logits(last(r.id(), &[3], 3)));
+    let got: Vec<bool> = (0..3)
+        .map(|_| r.next(WAIT).unwrap().unwrap().context_logits.is_some())
+        .collect();
+    assert_eq!(got, vec![true, false, false]);
+    // Each request gets its own first copy.
+    assert!(other.next(WAIT).unwrap().unwrap().context_logits.is_some());
 }

@@ -146,6 +146,53 @@ fn logits_file_holds_context_and_generation_logits() {
 }
 
 #[test]
+fn json_log_probs_are_transformers_log_softmax_of_each_chosen_token() {
+    let cache = tempfile::tempdir().unwrap();
+    let name = "bin-f32";
+    let out = run_with_cache(
+        cache.path(),
+        &[
+            "run",
+            "--model",
+            model(name).to_str().unwrap(),
+            "--input-ids",
+            &ids_arg(&golden_ids(name, "input_ids_0")),
+            "--max-new-tokens",
+            "8",
+            "--ignore-eos",
+            "--json",
+        ],
+        None,
+    );
+    let line = &json_lines(&out)[0];
+    let got: Vec<f64> = line["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    // Greedy at temperature 1: log-softmax of transformers' logits at its token.
+    let tokens = golden_ids(name, "greedy_0");
+    let bytes = std::fs::read(fixtures().join("golden/bin-f32.safetensors")).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let logits = golden.tensor("greedy_logits_0").unwrap();
+    let vocab = logits.shape()[1];
+    let rows: Vec<f64> = logits
+        .data()
+        .chunks_exact(4)
+        .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+        .collect();
+    assert_eq!(got.len(), tokens.len());
+    for (step, (&lp, &token)) in got.iter().zip(&tokens).enumerate() {
+        let row = &rows[step * vocab..(step + 1) * vocab];
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_z = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+        let want = row[token as usize] - log_z;
+        assert!((lp - want).abs() < 1e-3, "step {step}: {lp} vs {want}");
+    }
+}
+
+#[test]
 fn prompts_from_arguments_files_and_stdin() {
     let cache = tempfile::tempdir().unwrap();
     let m = model("gqa-headdim-bf16");
@@ -335,6 +382,14 @@ fn bad_run_inputs_get_clear_errors() {
     run_fails(
         &["run", "--model", m, "x", "--temperature", "-1"],
         &["--temperature -1", ">= 0"],
+    );
+    run_fails(
+        &["run", "--model", m, "x", "--top-k", "1025"],
+        &["--top-k 1025", "at most 1024"],
+    );
+    run_fails(
+        &["run", "--model", m, "x", "--max-new-tokens", "0"],
+        &["--max-new-tokens 0", "at least 1"],
     );
     run_fails(&["run", "--model", m], &["no prompt"]);
     // mha-f32-safetensors ships no tokenizer.

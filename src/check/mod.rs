@@ -335,6 +335,7 @@ fn request_for(
         end_id,
         want_context_logits: context_logits,
         want_generation_logits: true,
+        want_logprobs: false,
     })
 }
 
@@ -362,6 +363,7 @@ pub fn measure_speed(
         end_id: None,
         want_context_logits: false,
         want_generation_logits: false,
+        want_logprobs: false,
     };
     let mut samples = Vec::new();
     for i in 0..spec.warmup + spec.repeats {

@@ -16,16 +16,6 @@ pub enum SchedulerPolicy {
     GuaranteedNoEvict,
 }
 
-impl SchedulerPolicy {
-    /// The enum's value in TensorRT-LLM's `types.h`.
-    pub fn code(self) -> u8 {
-        match self {
-            SchedulerPolicy::MaxUtilization => 0,
-            SchedulerPolicy::GuaranteedNoEvict => 1,
-        }
-    }
-}
-
 /// What the executor is created with (an `ExecutorConfig`, max beam width 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutorOptions {
@@ -53,7 +43,8 @@ impl ExecutorOptions {
 }
 
 /// One executor request, built on the C++ side with setters. `None` leaves
-/// TensorRT-LLM's default.
+/// TensorRT-LLM's default (`cpp/README.md` lists them); `mapping::request_spec`
+/// sets every decoding option, so that no default decides how an engine samples.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestSpec {
     pub input_ids: Vec<i32>,
@@ -82,32 +73,17 @@ pub enum LogitsDType {
     F32,
     F16,
     BF16,
+    /// Another TensorRT-LLM `DataType` (its value): not converted.
+    Other(i32),
 }
 
 impl LogitsDType {
-    /// The bridge's code for it (see `cpp/executor_bridge.cpp`); anything
-    /// else is a type the bridge does not convert.
-    pub fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(LogitsDType::F32),
-            2 => Some(LogitsDType::F16),
-            3 => Some(LogitsDType::BF16),
-            _ => None,
-        }
-    }
-
-    pub fn code(self) -> u8 {
+    /// Bytes per value; `None` for types this crate does not convert.
+    pub fn size(self) -> Option<usize> {
         match self {
-            LogitsDType::F32 => 1,
-            LogitsDType::F16 => 2,
-            LogitsDType::BF16 => 3,
-        }
-    }
-
-    pub fn size(self) -> usize {
-        match self {
-            LogitsDType::F32 => 4,
-            LogitsDType::F16 | LogitsDType::BF16 => 2,
+            LogitsDType::F32 => Some(4),
+            LogitsDType::F16 | LogitsDType::BF16 => Some(2),
+            LogitsDType::Other(_) => None,
         }
     }
 }
@@ -116,8 +92,7 @@ impl LogitsDType {
 /// last dimension, the padded vocabulary), little-endian bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawLogits {
-    /// The bridge's dtype code ([`LogitsDType::from_code`]).
-    pub dtype: u8,
+    pub dtype: LogitsDType,
     pub row_len: usize,
     pub data: Vec<u8>,
 }
@@ -132,12 +107,18 @@ pub struct RawResponse {
     pub is_final: bool,
     /// `outputTokenIds.size()`: 0 means no beam at all.
     pub num_beams: usize,
-    /// Beam 0's tokens (only the new ones when streaming).
+    /// Beam 0's tokens (only the new ones when streaming; never the end token,
+    /// which TensorRT-LLM leaves out of its outputs).
     pub tokens: Vec<i32>,
     /// Beam 0's finish reason as the raw enum value; `None` when the result
     /// carried no finish reasons.
     pub finish_reason: Option<i32>,
+    /// Beam 0's `logProbs` when asked for: as TensorRT-LLM delivers them, one per
+    /// token generated so far (cumulative over a stream, while `tokens` holds only
+    /// the new ones).
     pub log_probs: Vec<f32>,
+    /// TensorRT-LLM sets these on every response of a request that asked for
+    /// them; the bridge copies them on the first only.
     pub context_logits: Option<RawLogits>,
     pub generation_logits: Option<RawLogits>,
 }

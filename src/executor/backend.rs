@@ -1,7 +1,9 @@
 //! [`GenerationBackend`] over any [`ExecutorApi`]: every prompt is enqueued at
 //! once (the executor batches them in flight), streamed tokens go to
 //! `on_token` as they arrive, a caller's stop (stop string) or Ctrl-C cancels
-//! requests in the executor.
+//! requests in the executor. Results read as the reference runtime's do: the
+//! end token TensorRT-LLM leaves out is put back, log-probs are taken as the
+//! cumulative lists they arrive as.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -23,6 +25,9 @@ pub struct ExecutorBackend<E: ExecutorApi> {
     eos_id: Option<u32>,
     /// No response at all for this long fails the generation.
     pub response_timeout: Duration,
+    /// The engine was built to return context logits (`gather_context_logits`);
+    /// the executor refuses requests for them otherwise.
+    pub context_logits_gathered: bool,
 }
 
 fn executor_error(what: String) -> Error {
@@ -37,6 +42,7 @@ impl<E: ExecutorApi> ExecutorBackend<E> {
             vocab_size,
             eos_id,
             response_timeout: Duration::from_secs(600),
+            context_logits_gathered: true,
         }
     }
 
@@ -72,6 +78,14 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
         on_token: &mut dyn FnMut(usize, u32) -> bool,
         cancel: &AtomicBool,
     ) -> Result<Vec<Generated>> {
+        if requests.iter().any(|r| r.want_context_logits) && !self.context_logits_gathered {
+            return Err(Error::InvalidInput(
+                "context logits were asked for (run --output-logits, check --against reference), but this \
+                 engine was built without gather_context_logits, so TensorRT-LLM returns none: rebuild it \
+                 with gather_context_logits = true in its profile"
+                    .into(),
+            ));
+        }
         let specs = requests
             .iter()
             .enumerate()
@@ -146,18 +160,35 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
                 Event::Step(step) => step,
             };
             let out = &mut results[i];
-            if let Some(raw) = &step.context_logits {
+            // The router passes a request's context logits once; the first copy is
+            // the one kept, whatever comes later.
+            if let Some(raw) = &step.context_logits
+                && out.context_logits.is_empty()
+            {
                 out.context_logits = decode_logits(raw, self.vocab_size).map_err(executor_error)?;
             }
             if let Some(raw) = &step.generation_logits {
                 let rows = decode_logits(raw, self.vocab_size).map_err(executor_error)?;
                 out.generation_logits.extend(rows);
             }
-            if !step.tokens.is_empty() && slot.first_token.is_none() {
+            if !step.log_probs.is_empty() {
+                // Cumulative: each response lists every token's log-prob so far.
+                out.logprobs = step.log_probs;
+            }
+            let mut tokens = step.tokens;
+            if step.is_final
+                && step.finish == Some(FinishReason::EndId)
+                && let Some(end) = requests[i].end_id
+            {
+                // TensorRT-LLM stops at the end token without returning it; the
+                // reference runtime (as transformers) returns it.
+                tokens.push(end);
+            }
+            if !tokens.is_empty() && slot.first_token.is_none() {
                 slot.first_token = Some(Instant::now());
             }
             let mut stopped = false;
-            for &token in &step.tokens {
+            for &token in &tokens {
                 out.output_ids.push(token);
                 if !on_token(i, token) {
                     stopped = true;
@@ -169,6 +200,7 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
                 let _ = self.router.cancel(slot.id);
                 out.finish_reason = Some(FinishReason::Stop);
                 out.generation_logits.truncate(out.output_ids.len());
+                out.logprobs.truncate(out.output_ids.len());
             } else if step.is_final {
                 out.finish_reason = step.finish;
             } else {

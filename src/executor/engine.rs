@@ -32,5 +32,7 @@ pub fn open_engine(dir: &Path) -> Result<ExecutorBackend<TrtllmExecutor>> {
         ))
     })?;
     // The end id comes from the tokenizer (run passes it per request).
-    Ok(ExecutorBackend::new(api, info.vocab_size, None, POLL))
+    let mut backend = ExecutorBackend::new(api, info.vocab_size, None, POLL);
+    backend.context_logits_gathered = info.gathers_context_logits;
+    Ok(backend)
 }

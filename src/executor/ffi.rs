@@ -6,16 +6,54 @@
 
 use std::time::Duration;
 
-use super::api::{ExecutorApi, ExecutorOptions, RawLogits, RawResponse, RequestSpec};
+use super::api::{
+    ExecutorApi, ExecutorOptions, LogitsDType, RawLogits, RawResponse, RequestSpec, SchedulerPolicy,
+};
 
 #[cxx::bridge(namespace = "trtllm_minitron")]
 pub mod sys {
-    /// `ExecutorConfig` inputs. `scheduler_policy` is `CapacitySchedulerPolicy`'s value.
+    /// TensorRT-LLM's `executor::CapacitySchedulerPolicy` (types.h), value for
+    /// value: `cpp/executor_bridge.cpp` checks each one at compile time.
+    #[repr(i32)]
+    enum SchedulerPolicy {
+        MaxUtilization = 0,
+        GuaranteedNoEvict = 1,
+        StaticBatch = 2,
+    }
+
+    /// TensorRT-LLM's `executor::FinishReason` (types.h), value for value. A
+    /// shared enum still carries values Rust does not name (`repr`).
+    #[repr(i32)]
+    enum FinishReason {
+        NotFinished = 0,
+        EndId = 1,
+        StopWords = 2,
+        Length = 3,
+        TimedOut = 4,
+        Cancelled = 5,
+    }
+
+    /// TensorRT-LLM's `executor::DataType` (types.h), value for value.
+    #[repr(i32)]
+    enum DataType {
+        Bool = 0,
+        UInt8 = 1,
+        Int8 = 2,
+        Int32 = 3,
+        Int64 = 4,
+        BF16 = 5,
+        FP8 = 6,
+        FP16 = 7,
+        FP32 = 8,
+        Unknown = 9,
+    }
+
+    /// `ExecutorConfig` inputs.
     struct BridgeOptions {
         engine_dir: String,
         free_gpu_memory_fraction: f32,
         enable_kv_block_reuse: bool,
-        scheduler_policy: u8,
+        scheduler_policy: SchedulerPolicy,
         gather_generation_logits: bool,
     }
 
@@ -48,15 +86,17 @@ pub mod sys {
         return_generation_logits: bool,
     }
 
-    /// A logits tensor copied to host bytes; `dtype`: 1 f32, 2 f16, 3 bf16, 0 other.
+    /// A host logits tensor copied to bytes, with its type and last dimension.
     struct BridgeLogits {
         present: bool,
-        dtype: u8,
+        dtype: DataType,
         row_len: usize,
         data: Vec<u8>,
     }
 
-    /// One `Response`, flattened. `finish_reason` is the raw enum value.
+    /// One `Response`, flattened. `log_probs` are beam 0's, all of them so far
+    /// (TensorRT-LLM's cumulative list); `context_logits` are copied from the
+    /// first response of a request that carries them only.
     struct BridgeResponse {
         request_id: u64,
         has_error: bool,
@@ -65,7 +105,7 @@ pub mod sys {
         num_beams: usize,
         tokens: Vec<i32>,
         has_finish_reason: bool,
-        finish_reason: i32,
+        finish_reason: FinishReason,
         log_probs: Vec<f32>,
         context_logits: BridgeLogits,
         generation_logits: BridgeLogits,
@@ -117,7 +157,10 @@ impl TrtllmExecutor {
             engine_dir: options.engine_dir.to_string_lossy().into_owned(),
             free_gpu_memory_fraction: options.free_gpu_memory_fraction,
             enable_kv_block_reuse: options.enable_kv_block_reuse,
-            scheduler_policy: options.scheduler.code(),
+            scheduler_policy: match options.scheduler {
+                SchedulerPolicy::MaxUtilization => sys::SchedulerPolicy::MaxUtilization,
+                SchedulerPolicy::GuaranteedNoEvict => sys::SchedulerPolicy::GuaranteedNoEvict,
+            },
             gather_generation_logits: options.gather_generation_logits,
         };
         let inner = sys::new_executor(&bridge).map_err(|e| e.what().to_string())?;
@@ -164,8 +207,14 @@ fn bridge_request(r: &RequestSpec) -> sys::BridgeRequest {
 }
 
 fn raw_logits(l: sys::BridgeLogits) -> Option<RawLogits> {
+    let dtype = match l.dtype {
+        sys::DataType::FP32 => LogitsDType::F32,
+        sys::DataType::FP16 => LogitsDType::F16,
+        sys::DataType::BF16 => LogitsDType::BF16,
+        other => LogitsDType::Other(other.repr),
+    };
     l.present.then_some(RawLogits {
-        dtype: l.dtype,
+        dtype,
         row_len: l.row_len,
         data: l.data,
     })
@@ -198,7 +247,7 @@ impl ExecutorApi for TrtllmExecutor {
                 is_final: r.is_final,
                 num_beams: r.num_beams,
                 tokens: r.tokens,
-                finish_reason: r.has_finish_reason.then_some(r.finish_reason),
+                finish_reason: r.has_finish_reason.then_some(r.finish_reason.repr),
                 log_probs: r.log_probs,
                 context_logits: raw_logits(r.context_logits),
                 generation_logits: raw_logits(r.generation_logits),

@@ -1,11 +1,12 @@
 //! From our [`Request`] to an executor request, and from executor responses
 //! back: finish reasons (unknown values are errors, never undefined
-//! behaviour), token ids, logits.
+//! behaviour), token ids, log-probs, logits.
 
 use half::{bf16, f16};
 
 use super::api::{LogitsDType, RawLogits, RawResponse, RequestSpec};
 use crate::runtime::generate::{FinishReason, Request};
+use crate::runtime::sampling::SamplingParams;
 
 /// TensorRT-LLM's `executor::FinishReason`, by value (types.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Step {
     pub is_final: bool,
     /// Set on final responses (always), and on others when the executor gave one.
     pub finish: Option<FinishReason>,
+    /// Log-probs of every token generated so far (cumulative, as delivered).
+    pub log_probs: Vec<f32>,
     pub context_logits: Option<RawLogits>,
     pub generation_logits: Option<RawLogits>,
 }
@@ -92,6 +95,7 @@ pub fn check_response(raw: RawResponse) -> Result<Step, String> {
         tokens,
         is_final: raw.is_final,
         finish,
+        log_probs: raw.log_probs,
         context_logits: raw.context_logits,
         generation_logits: raw.generation_logits,
     })
@@ -101,12 +105,46 @@ fn token_id(t: u32, what: &str) -> Result<i32, String> {
     i32::try_from(t).map_err(|_| format!("{what} {t} does not fit TensorRT-LLM's 32-bit token ids"))
 }
 
-/// Our request as an executor request. Greedy decoding is `top_k = 1` with
-/// no temperature (TensorRT-LLM treats top-k 1 as greedy); options at their
-/// "off" value are left unset so TensorRT-LLM's defaults apply.
+/// The decoding options of an executor request that samples as `s` does on the
+/// reference runtime. Every one is set: TensorRT-LLM's defaults would otherwise
+/// decide (topK 0 with topP 0.0 is greedy, minTokens 1 forbids an end token
+/// first). `cpp/README.md` has the table of options, fields and defaults.
+struct Decoding {
+    temperature: f32,
+    top_k: i32,
+    top_p: f32,
+}
+
+fn decoding(s: &SamplingParams) -> Result<Decoding, String> {
+    s.validate().map_err(|e| e.to_string())?;
+    let top_k = i32::try_from(s.top_k).map_err(|_| format!("--top-k {} is too large", s.top_k))?;
+    Ok(if s.is_greedy() {
+        // top-k 1 is TensorRT-LLM's greedy decoding. The temperature changes no argmax,
+        // only the log-probs: 0 (our greedy) is sent as 1, as the reference reads it.
+        Decoding {
+            temperature: if s.temperature > 0.0 { s.temperature } else { 1.0 },
+            top_k: 1,
+            top_p: 1.0,
+        }
+    } else {
+        // top-k 0 is "no top-k cut", top-p 1.0 "no nucleus cut".
+        Decoding {
+            temperature: s.temperature,
+            top_k,
+            top_p: s.top_p,
+        }
+    })
+}
+
+/// Our request as an executor request, with every decoding option set (see
+/// [`Decoding`]). Values TensorRT-LLM refuses are refused here, naming the
+/// option, before anything is enqueued.
 pub fn request_spec(r: &Request, streaming: bool) -> Result<RequestSpec, String> {
     if r.input_ids.is_empty() {
         return Err("the prompt is empty: there is nothing to continue".into());
+    }
+    if r.max_new_tokens == 0 {
+        return Err("--max-new-tokens 0: must be at least 1".into());
     }
     let input_ids = r
         .input_ids
@@ -115,31 +153,28 @@ pub fn request_spec(r: &Request, streaming: bool) -> Result<RequestSpec, String>
         .collect::<Result<Vec<_>, _>>()?;
     let max_tokens = i32::try_from(r.max_new_tokens)
         .map_err(|_| format!("--max-new-tokens {} is too large", r.max_new_tokens))?;
-    let s = &r.sampling;
-    let greedy = s.is_greedy();
-    let end_id = r.end_id.map(|t| token_id(t, "end id")).transpose()?;
+    let d = decoding(&r.sampling)?;
+    // -1 is what TensorRT-LLM uses for an unset end id: no token ends generation.
+    let end_id = r.end_id.map(|t| token_id(t, "end id")).transpose()?.unwrap_or(-1);
     Ok(RequestSpec {
         input_ids,
         max_tokens,
         streaming,
-        temperature: (!greedy && s.temperature != 1.0).then_some(s.temperature),
-        top_k: if greedy {
-            Some(1)
-        } else {
-            (s.top_k > 0).then(|| i32::try_from(s.top_k).unwrap_or(i32::MAX))
-        },
-        top_p: (!greedy && s.top_p < 1.0).then_some(s.top_p),
-        seed: (!greedy).then_some(s.seed),
-        repetition_penalty: (s.repetition_penalty != 1.0).then_some(s.repetition_penalty),
-        presence_penalty: None,
-        frequency_penalty: None,
-        min_tokens: None,
-        end_id,
-        // Nothing is padded with one request per sequence; the end id is the
+        temperature: Some(d.temperature),
+        top_k: Some(d.top_k),
+        top_p: Some(d.top_p),
+        seed: Some(r.sampling.seed),
+        repetition_penalty: Some(r.sampling.repetition_penalty),
+        presence_penalty: Some(0.0),
+        frequency_penalty: Some(0.0),
+        // The reference runtime has no minimum: an end token may come first.
+        min_tokens: Some(0),
+        end_id: Some(end_id),
+        // Nothing is padded with one sequence per request; the end id is the
         // conventional choice.
-        pad_id: end_id,
+        pad_id: Some(end_id),
         stop_words: Vec::new(),
-        return_log_probs: false,
+        return_log_probs: r.want_logprobs,
         return_context_logits: r.want_context_logits,
         return_generation_logits: r.want_generation_logits,
     })
@@ -147,9 +182,9 @@ pub fn request_spec(r: &Request, streaming: bool) -> Result<RequestSpec, String>
 
 /// Logits rows as f32, each cut to `vocab` (the executor pads the vocabulary).
 pub fn decode_logits(raw: &RawLogits, vocab: usize) -> Result<Vec<Vec<f32>>, String> {
-    let dtype = LogitsDType::from_code(raw.dtype).ok_or_else(|| {
+    let size = raw.dtype.size().ok_or_else(|| {
         format!(
-            "the executor returned logits of an unsupported type (code {})",
+            "the executor returned logits of an unsupported type ({:?}; f32, f16 and bf16 are read)",
             raw.dtype
         )
     })?;
@@ -159,7 +194,7 @@ pub fn decode_logits(raw: &RawLogits, vocab: usize) -> Result<Vec<Vec<f32>>, Str
             raw.row_len
         ));
     }
-    let row_bytes = raw.row_len * dtype.size();
+    let row_bytes = raw.row_len * size;
     if !raw.data.len().is_multiple_of(row_bytes) {
         return Err(format!(
             "the executor returned {} bytes of logits, not a whole number of {}-value rows",
@@ -171,16 +206,16 @@ pub fn decode_logits(raw: &RawLogits, vocab: usize) -> Result<Vec<Vec<f32>>, Str
         .data
         .chunks_exact(row_bytes)
         .map(|row| {
-            let values = row.chunks_exact(dtype.size()).take(vocab);
-            match dtype {
-                LogitsDType::F32 => values
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
+            let values = row.chunks_exact(size).take(vocab);
+            match raw.dtype {
                 LogitsDType::F16 => values
                     .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
                     .collect(),
                 LogitsDType::BF16 => values
                     .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                LogitsDType::F32 | LogitsDType::Other(_) => values
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect(),
             }
         })
@@ -190,7 +225,6 @@ pub fn decode_logits(raw: &RawLogits, vocab: usize) -> Result<Vec<Vec<f32>>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::sampling::SamplingParams;
 
     fn request(sampling: SamplingParams) -> Request {
         Request {
@@ -200,24 +234,50 @@ mod tests {
             end_id: Some(2),
             want_context_logits: false,
             want_generation_logits: true,
+            want_logprobs: true,
         }
     }
 
-    #[test]
-    fn greedy_maps_to_top_k_one_without_temperature() {
-        let spec = request_spec(&request(SamplingParams::default()), true).unwrap();
-        assert_eq!(spec.input_ids, vec![1, 2, 3]);
-        assert_eq!((spec.max_tokens, spec.streaming), (8, true));
-        assert_eq!(
-            (spec.top_k, spec.temperature, spec.top_p, spec.seed),
-            (Some(1), None, None, None)
-        );
-        assert_eq!((spec.end_id, spec.pad_id), (Some(2), Some(2)));
-        assert!(spec.return_generation_logits && !spec.return_context_logits);
+    fn decoding_of(spec: &RequestSpec) -> (Option<f32>, Option<i32>, Option<f32>, Option<u64>) {
+        (spec.temperature, spec.top_k, spec.top_p, spec.seed)
     }
 
     #[test]
-    fn sampling_options_are_passed_when_not_off() {
+    fn greedy_is_top_k_one_with_every_option_set() {
+        let spec = request_spec(&request(SamplingParams::default()), true).unwrap();
+        assert_eq!(spec.input_ids, vec![1, 2, 3]);
+        assert_eq!((spec.max_tokens, spec.streaming), (8, true));
+        assert_eq!(decoding_of(&spec), (Some(1.0), Some(1), Some(1.0), Some(0)));
+        assert_eq!(
+            (
+                spec.repetition_penalty,
+                spec.presence_penalty,
+                spec.frequency_penalty
+            ),
+            (Some(1.0), Some(0.0), Some(0.0))
+        );
+        assert_eq!(spec.min_tokens, Some(0));
+        assert_eq!((spec.end_id, spec.pad_id), (Some(2), Some(2)));
+        assert!(spec.return_generation_logits && !spec.return_context_logits && spec.return_log_probs);
+    }
+
+    #[test]
+    fn temperature_alone_samples_the_whole_vocabulary() {
+        // Unset, TensorRT-LLM's topK 0 and topP 0.0 would make this greedy.
+        let spec = request_spec(
+            &request(SamplingParams {
+                temperature: 0.8,
+                seed: 9,
+                ..Default::default()
+            }),
+            true,
+        )
+        .unwrap();
+        assert_eq!(decoding_of(&spec), (Some(0.8), Some(0), Some(1.0), Some(9)));
+    }
+
+    #[test]
+    fn sampling_options_are_passed_as_given() {
         let spec = request_spec(
             &request(SamplingParams {
                 temperature: 0.7,
@@ -229,11 +289,45 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(spec.temperature, Some(0.7));
-        assert_eq!(spec.top_k, Some(40));
-        assert_eq!(spec.top_p, Some(0.9));
-        assert_eq!(spec.seed, Some(42));
+        assert_eq!(decoding_of(&spec), (Some(0.7), Some(40), Some(0.9), Some(42)));
         assert_eq!(spec.repetition_penalty, Some(1.1));
+        // Greedy by top-k 1 keeps its temperature (it only shapes the log-probs).
+        let spec = request_spec(
+            &request(SamplingParams {
+                temperature: 0.5,
+                top_k: 1,
+                ..Default::default()
+            }),
+            false,
+        )
+        .unwrap();
+        assert_eq!(decoding_of(&spec), (Some(0.5), Some(1), Some(1.0), Some(0)));
+    }
+
+    #[test]
+    fn no_end_id_is_minus_one() {
+        let mut r = request(SamplingParams::default());
+        r.end_id = None;
+        let spec = request_spec(&r, true).unwrap();
+        assert_eq!((spec.end_id, spec.pad_id), (Some(-1), Some(-1)));
+    }
+
+    #[test]
+    fn options_out_of_the_library_range_are_refused_by_name() {
+        let mut r = request(SamplingParams {
+            top_k: 2000,
+            temperature: 1.0,
+            ..Default::default()
+        });
+        assert!(request_spec(&r, true).unwrap_err().contains("--top-k 2000"));
+        r.sampling = SamplingParams {
+            top_p: 1.5,
+            ..Default::default()
+        };
+        assert!(request_spec(&r, true).unwrap_err().contains("--top-p 1.5"));
+        r.sampling = SamplingParams::default();
+        r.max_new_tokens = 0;
+        assert!(request_spec(&r, true).unwrap_err().contains("--max-new-tokens 0"));
     }
 
     #[test]
@@ -309,7 +403,7 @@ mod tests {
             data.extend_from_slice(&v.to_le_bytes());
         }
         let raw = RawLogits {
-            dtype: LogitsDType::F32.code(),
+            dtype: LogitsDType::F32,
             row_len: 4,
             data,
         };
@@ -322,19 +416,19 @@ mod tests {
             data.extend_from_slice(&bf16::from_f32(v).to_le_bytes());
         }
         let raw = RawLogits {
-            dtype: LogitsDType::BF16.code(),
+            dtype: LogitsDType::BF16,
             row_len: 2,
             data,
         };
         assert_eq!(decode_logits(&raw, 2).unwrap(), vec![vec![0.5, -2.0]]);
         let bad = RawLogits {
-            dtype: 9,
+            dtype: LogitsDType::Other(2),
             row_len: 2,
             data: vec![],
         };
         assert!(decode_logits(&bad, 2).is_err());
         let ragged = RawLogits {
-            dtype: LogitsDType::F16.code(),
+            dtype: LogitsDType::F16,
             row_len: 2,
             data: vec![0; 6],
         };

@@ -20,6 +20,9 @@ pub struct EngineInfo {
     pub version: Option<String>,
     /// Built with `--gather_generation_logits` (`build_config.gather_generation_logits`).
     pub gathers_generation_logits: bool,
+    /// Built with `--gather_context_logits` (`build_config.gather_context_logits`):
+    /// without it the executor refuses requests for context logits.
+    pub gathers_context_logits: bool,
 }
 
 /// Reads the engine's config.json.
@@ -62,6 +65,10 @@ pub fn engine_info(dir: &Path) -> Result<EngineInfo> {
         version: v.get("version").and_then(Value::as_str).map(str::to_string),
         gathers_generation_logits: v
             .pointer("/build_config/gather_generation_logits")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        gathers_context_logits: v
+            .pointer("/build_config/gather_context_logits")
             .and_then(Value::as_bool)
             .unwrap_or(false),
     })
@@ -123,7 +130,7 @@ mod tests {
         );
         let info = check_engine(dir.path(), Some("sm80"), "1.2.0").unwrap();
         assert_eq!((info.vocab_size, info.world_size), (256000, 1));
-        assert!(!info.gathers_generation_logits);
+        assert!(!info.gathers_generation_logits && !info.gathers_context_logits);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! timeout (it never spins) and sends each response to the channel of the
 //! request it belongs to. A request whose receiver is gone (the caller dropped
 //! it) is cancelled in the executor; dropping the router stops the thread, fails
-//! every request still in flight and shuts the executor down.
+//! every request still in flight and shuts the executor down. Context logits,
+//! which TensorRT-LLM attaches to every response of a request, reach the
+//! request once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +41,8 @@ pub type Routed = (usize, Event);
 struct Route {
     tag: usize,
     tx: Sender<Routed>,
+    /// Context logits were routed already: later copies are dropped.
+    context_logits_sent: bool,
 }
 
 struct Inner<E> {
@@ -78,12 +82,20 @@ impl<E: ExecutorApi> Inner<E> {
         }
     }
 
-    fn route(&self, id: u64, event: Event) {
+    fn route(&self, id: u64, mut event: Event) {
         let mut routes = lock(&self.routes);
         // Unknown ids are requests already finished, failed or abandoned.
-        let Some(route) = routes.get(&id) else {
+        let Some(route) = routes.get_mut(&id) else {
             return;
         };
+        if let Event::Step(step) = &mut event
+            && step.context_logits.is_some()
+        {
+            if route.context_logits_sent {
+                step.context_logits = None;
+            }
+            route.context_logits_sent = true;
+        }
         let ends = event.ends();
         if route.tx.send((route.tag, event)).is_err() {
             // The caller dropped the request: stop spending the GPU on it.
@@ -145,7 +157,14 @@ impl<E: ExecutorApi> Router<E> {
         }
         let mut routes = lock(&self.inner.routes);
         let id = self.inner.api.enqueue(spec)?;
-        routes.insert(id, Route { tag, tx });
+        routes.insert(
+            id,
+            Route {
+                tag,
+                tx,
+                context_logits_sent: false,
+            },
+        );
         Ok(id)
     }
 

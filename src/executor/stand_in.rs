@@ -3,6 +3,13 @@
 //! queues with [`StandInExecutor::push`], or the ones a script produces for each
 //! enqueued request ([`StandInExecutor::scripted`]). Nothing here stands for
 //! a real engine having run.
+//!
+//! Where the bridge and the backend depend on the library's behaviour, the
+//! stand-in does what TensorRT-LLM 1.2 does (each place cites the source file it
+//! follows): its decoding defaults, its refusals at enqueue, context logits on
+//! every streaming response, cumulative log-probs, the end token left out of the
+//! output, and a final `kCANCELLED` response after a cancel. The C++ fake library
+//! under `tests/fake_trtllm/` does the same one level down, behind the real bridge.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -10,9 +17,81 @@ use std::time::{Duration, Instant};
 
 use super::api::{ExecutorApi, LogitsDType, RawLogits, RawResponse, RequestSpec};
 
-/// What a script makes of one request: its generated tokens and the raw
-/// finish-reason code of the final response.
+/// What a script makes of one request: the tokens its "model" would generate
+/// (an end token included, if it generates one) and the raw finish-reason code
+/// of the final response when no end token ends it first.
 pub type Script = Box<dyn Fn(&RequestSpec) -> (Vec<i32>, i32) + Send + Sync>;
+
+/// How TensorRT-LLM decodes a request, its defaults applied to what was left
+/// unset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LibraryDecoding {
+    /// Top-k 1: argmax.
+    pub greedy: bool,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub temperature: f32,
+    pub seed: u64,
+    pub min_tokens: i32,
+    /// -1: none.
+    pub end_id: i32,
+}
+
+impl LibraryDecoding {
+    pub fn of(spec: &RequestSpec) -> Self {
+        // Defaults: layers/defaultDecodingParams.h (topK 0, topP 0.0, temperature
+        // 1.0, seed 0, minLength 1); an unset end id is -1
+        // (batch_manager/createNewDecoderRequests.cpp, `endId.value_or(-1)`).
+        let mut top_k = spec.top_k.unwrap_or(0);
+        let mut top_p = spec.top_p.unwrap_or(0.0);
+        // kernels/samplingTopKKernels.cu, setupTopKRuntimeArgs: k == 0 && p == 0
+        // becomes k = 1 (greedy); k > 0 && p == 0 becomes p = 1.
+        if top_k == 0 && top_p == 0.0 {
+            top_k = 1;
+        }
+        if top_k > 0 && top_p == 0.0 {
+            top_p = 1.0;
+        }
+        LibraryDecoding {
+            greedy: top_k == 1,
+            top_k,
+            top_p,
+            temperature: spec.temperature.unwrap_or(1.0),
+            seed: spec.seed.unwrap_or(0),
+            min_tokens: spec.min_tokens.unwrap_or(1),
+            end_id: spec.end_id.unwrap_or(-1),
+        }
+    }
+}
+
+/// What TensorRT-LLM refuses when a request is built or enqueued (the bridge
+/// reports the exception as the enqueue's error): executor/samplingConfig.cpp's
+/// checks and executor/requestImpl.h's `validate`.
+pub fn library_refusal(spec: &RequestSpec) -> Option<String> {
+    let bad = |what: &str| Some(format!("[TensorRT-LLM][ERROR] Assertion failed: {what}"));
+    if spec.input_ids.is_empty() {
+        return bad("!mInputTokenIds.empty()");
+    }
+    if spec.max_tokens <= 0 {
+        return bad("mMaxNewTokens > 0");
+    }
+    if spec.top_k.is_some_and(|k| k < 0) {
+        return bad("topK.value() >= 0");
+    }
+    if spec.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return bad("topP.value() > 0.f && topP.value() <= 1.f");
+    }
+    if spec.temperature.is_some_and(|t| t.is_nan() || t < 0.0) {
+        return bad("temperature.value() >= 0.f");
+    }
+    if spec.min_tokens.is_some_and(|m| m < 0) {
+        return bad("minTokens.value() >= 0");
+    }
+    if spec.repetition_penalty.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        return bad("repetitionpenalty.value() > 0.f");
+    }
+    None
+}
 
 #[derive(Default)]
 struct State {
@@ -36,6 +115,11 @@ pub struct StandInExecutor {
     per_call: usize,
 }
 
+/// The stand-in's log-probability of the `k`-th generated token.
+pub fn scripted_log_prob(k: usize) -> f32 {
+    -0.25 * (k as f32 + 1.0)
+}
+
 impl StandInExecutor {
     /// Answers only what tests [`push`](Self::push).
     pub fn new() -> Self {
@@ -52,9 +136,12 @@ impl StandInExecutor {
     }
 
     /// Streams the script's tokens for each enqueued request, one token per
-    /// response, the last one final; with logits of `vocab` (+ 2 padding)
-    /// values per row when the request asks for them (the token's own logit is
-    /// 1, the rest 0). `await_responses` hands out one response per call.
+    /// response, the last one final, as TensorRT-LLM streams with
+    /// `returnAllGeneratedTokens` off. What the library adds when asked, it adds:
+    /// context logits (the prompt's rows) on every response, generation logits
+    /// for each new token, log-probs ([`scripted_log_prob`]) cumulative over the
+    /// stream. Logits rows have `vocab` + 2 (padding) values: 1 at the row's
+    /// token, 0 elsewhere. `await_responses` hands out one response per call.
     pub fn scripted(vocab: usize, script: Script) -> Self {
         StandInExecutor {
             script: Some(script),
@@ -108,26 +195,54 @@ impl StandInExecutor {
             }
         }
         RawLogits {
-            dtype: LogitsDType::F32.code(),
+            dtype: LogitsDType::F32,
             row_len,
             data,
         }
     }
 
     fn script_responses(&self, id: u64, spec: &RequestSpec, script: &Script) -> Vec<RawResponse> {
-        let (tokens, finish) = script(spec);
-        let n = tokens.len().max(1);
+        let decoding = LibraryDecoding::of(spec);
+        let (mut tokens, mut finish) = script(spec);
+        tokens.truncate(usize::try_from(spec.max_tokens).unwrap_or(0));
+        // The end token stops generation and is left out of the output: sampling
+        // kernels do not count it in the sequence length (samplingTopKKernels.cu,
+        // "Do not increase seq len when EOS is generated"), so createResult
+        // (batch_manager/llmRequest.cpp) never returns it.
+        let mut ended_by_end_id = false;
+        if decoding.end_id >= 0
+            && let Some(at) = tokens.iter().position(|&t| t == decoding.end_id)
+        {
+            tokens.truncate(at);
+            finish = 1;
+            ended_by_end_id = true;
+        }
+        // One response per token; the end token's step sends a last one with
+        // nothing new.
+        let n = if ended_by_end_id {
+            tokens.len() + 1
+        } else {
+            tokens.len().max(1)
+        };
+        let context = spec.return_context_logits.then(|| self.logits(&spec.input_ids));
         (0..n)
             .map(|i| {
                 let mine: Vec<i32> = tokens.get(i).copied().into_iter().collect();
                 let is_final = i + 1 == n;
+                let so_far = (i + 1).min(tokens.len());
                 RawResponse {
                     request_id: id,
                     is_final,
                     num_beams: 1,
                     finish_reason: Some(if is_final { finish } else { 0 }),
-                    context_logits: (i == 0 && spec.return_context_logits)
-                        .then(|| self.logits(&spec.input_ids)),
+                    // llmRequest.cpp createResult: logProbs are all of them so far,
+                    // contextLogits are set on every response.
+                    log_probs: if spec.return_log_probs {
+                        (0..so_far).map(scripted_log_prob).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    context_logits: context.clone(),
                     generation_logits: (spec.return_generation_logits && !mine.is_empty())
                         .then(|| self.logits(&mine)),
                     tokens: mine,
@@ -179,6 +294,9 @@ impl ExecutorApi for StandInExecutor {
         let mut s = self.lock();
         if let Some(e) = &s.fail_enqueue {
             return Err(e.clone());
+        }
+        if let Some(e) = library_refusal(request) {
+            return Err(e);
         }
         let id = s.next_id;
         s.next_id += 1;

@@ -48,6 +48,12 @@ pub struct RunOptions {
 /// when there is one prompt and no `--json`).
 pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop: &AtomicBool) -> Result<()> {
     opts.sampling.validate()?;
+    if opts.max_new_tokens == 0 {
+        // TensorRT-LLM refuses a request that generates nothing; the reference does the same.
+        return Err(Error::InvalidInput(
+            "--max-new-tokens 0: must be at least 1".into(),
+        ));
+    }
     if opts.prompts.is_empty() {
         return Err(Error::InvalidInput(
             "no prompt: give one as an argument, --prompt-file FILE, - for standard input, or --input-ids"
@@ -88,6 +94,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
             end_id,
             want_context_logits: opts.output_logits.is_some(),
             want_generation_logits: opts.output_logits.is_some(),
+            want_logprobs: opts.json,
         });
     }
 
@@ -135,6 +142,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
                 output_ids: &g.output_ids,
                 text: stream.has_text().then_some(stream.text.as_str()),
                 finish_reason: finish,
+                logprobs: &g.logprobs,
                 timings: timings(g, requests[i].input_ids.len()),
             };
             let text = serde_json::to_string(&line).map_err(|e| Error::InvalidOutput(e.to_string()))?;

@@ -95,6 +95,9 @@ pub struct JsonResult<'a> {
     pub output_ids: &'a [u32],
     pub text: Option<&'a str>,
     pub finish_reason: FinishReason,
+    /// The log-probability of each generated token but a final end token (see
+    /// [`Generated::logprobs`]).
+    pub logprobs: &'a [f32],
     pub timings: Timings,
 }
 

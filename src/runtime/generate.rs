@@ -20,6 +20,8 @@ pub struct Request {
     pub end_id: Option<u32>,
     pub want_context_logits: bool,
     pub want_generation_logits: bool,
+    /// Report the log-probability of each generated token ([`Generated::logprobs`]).
+    pub want_logprobs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +46,10 @@ pub struct Generated {
     pub context_logits: Vec<Vec<f32>>,
     /// `[n_new][vocab]` when asked for: the distribution each token was drawn from.
     pub generation_logits: Vec<Vec<f32>>,
+    /// When asked for: the log-probability of each generated token under the distribution
+    /// it was drawn from ([`crate::runtime::sampling::Sampler::log_prob`]), except a final
+    /// end token, for which TensorRT-LLM reports none (both backends agree).
+    pub logprobs: Vec<f32>,
     pub prefill_seconds: f64,
     pub decode_seconds: f64,
 }
@@ -138,6 +144,9 @@ pub fn generate(
                 continue;
             }
             let token = a.sampler.sample(&logits, &a.history);
+            if r.want_logprobs && Some(token) != r.end_id {
+                out.logprobs.push(a.sampler.log_prob(token));
+            }
             if r.want_generation_logits {
                 out.generation_logits.push(logits);
             }

@@ -1,6 +1,15 @@
 //! Next-token selection from logits: greedy, or seeded sampling with repetition penalty,
-//! temperature, top-k and top-p, applied in that order as Hugging Face transformers'
-//! `generate` does.
+//! temperature, top-k and top-p, applied in that order (as Hugging Face transformers'
+//! `generate` and TensorRT-LLM's sampling layers both do).
+//!
+//! The distribution is TensorRT-LLM's, so that an engine and this runtime sample the same
+//! one (`cpp/README.md` compares the two option by option). Where transformers differs, it
+//! is in top-p: transformers keeps the smallest set of tokens whose mass reaches `top_p` and
+//! renormalises over it, so the last token of the set keeps its whole probability;
+//! TensorRT-LLM (its top-p and top-k sampling kernels) draws a point in the first `top_p` of
+//! the sorted probability mass and takes the token covering it, so that token keeps only the
+//! part of its probability below `top_p`. Top-k keeps every token tied with the k-th
+//! (transformers); TensorRT-LLM keeps exactly k, which only differs on exact ties.
 //!
 //! Randomness comes from ChaCha8 (`rand_chacha`), seeded with `SeedableRng::seed_from_u64`:
 //! both the stream and the seeding are specified bit for bit and portable, so a seed gives
@@ -19,10 +28,11 @@ use rand_core::{RngCore, SeedableRng};
 pub struct SamplingParams {
     /// 0.0 = greedy (argmax); must be >= 0.
     pub temperature: f32,
-    /// Keep only the k most likely tokens; 0 = off. `top_k == 1` is greedy.
+    /// Keep only the k most likely tokens; 0 = off; at most [`TOP_K_MAX`]. `top_k == 1`
+    /// is greedy.
     pub top_k: usize,
-    /// Keep the smallest set of most likely tokens whose probability mass is >= top_p;
-    /// 1.0 = off; must be in (0, 1].
+    /// Sample only within the first `top_p` of the probability mass (most likely tokens
+    /// first); 1.0 = off; must be in (0, 1].
     pub top_p: f32,
     /// 1.0 = off; must be > 0. For every token id already in the sequence (prompt and
     /// generated), a positive logit is divided by it and a negative one multiplied.
@@ -42,11 +52,18 @@ impl Default for SamplingParams {
     }
 }
 
+/// The largest top-k TensorRT-LLM samples with: its top-k kernels support k <= 1024 and
+/// its sampling layer clips larger values (topKSamplingLayer.cpp, TOP_K_MAX). Both backends
+/// refuse more, so that a command behaves the same on either.
+pub const TOP_K_MAX: usize = 1024;
+
 /// An invalid sampling option; the message names the command-line option.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SamplingError {
     #[error("--temperature {0}: must be >= 0")]
     Temperature(f32),
+    #[error("--top-k {0}: must be at most {TOP_K_MAX} (the largest top-k TensorRT-LLM samples with)")]
+    TopK(usize),
     #[error("--top-p {0}: expected a value in (0, 1]")]
     TopP(f32),
     #[error("--repetition-penalty {0}: must be > 0")]
@@ -58,6 +75,9 @@ impl SamplingParams {
         // Written so that NaN fails every check.
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(SamplingError::Temperature(self.temperature));
+        }
+        if self.top_k > TOP_K_MAX {
+            return Err(SamplingError::TopK(self.top_k));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(SamplingError::TopP(self.top_p));
@@ -81,6 +101,8 @@ pub struct Sampler {
     rng: ChaCha8Rng,
     /// Logits after penalty and temperature.
     scores: Vec<f32>,
+    /// Whether `scores` were divided by the temperature (the greedy path does not).
+    scaled: bool,
     /// Candidate token ids, ordered best first once filtered.
     cand: Vec<u32>,
 }
@@ -92,6 +114,7 @@ impl Sampler {
             params,
             rng,
             scores: Vec::new(),
+            scaled: false,
             cand: Vec::new(),
         }
     }
@@ -104,6 +127,7 @@ impl Sampler {
     /// far. Ids in `history` outside the logits are ignored. NaN logits count as -inf.
     /// Returns 0 for empty logits.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        self.scaled = false;
         if logits.is_empty() {
             return 0;
         }
@@ -133,6 +157,7 @@ impl Sampler {
                 *s /= t;
             }
         }
+        self.scaled = true;
         for s in &mut self.scores {
             if s.is_nan() {
                 *s = f32::NEG_INFINITY;
@@ -167,6 +192,8 @@ impl Sampler {
             self.cand.sort_unstable_by(by_score);
             sorted = keep;
         }
+        // The mass to draw within, walking `cand` in order (None: all of it).
+        let mut within = None;
         if top_p < 1.0 {
             let max = max_score(scores, &self.cand);
             let total: f64 = self.cand.iter().map(|&i| weight(scores[i as usize], max)).sum();
@@ -190,8 +217,8 @@ impl Sampler {
                         chunk *= 8;
                     }
                     // Tokens are kept while the mass before them is below top_p: the
-                    // smallest set with mass >= top_p (HF removes those whose ascending
-                    // cumulative probability is <= 1 - top_p).
+                    // smallest set with mass >= top_p, which holds every token the draw
+                    // below can reach.
                     acc += weight(scores[self.cand[j] as usize], max);
                     j += 1;
                     if acc >= target || j == len {
@@ -199,9 +226,37 @@ impl Sampler {
                     }
                 }
                 self.cand.truncate(j);
+                within = Some(target);
             }
         }
-        self.draw_from_candidates()
+        self.draw_from_candidates(within)
+    }
+
+    /// Log-probability of `token` under the distribution the last [`sample`](Self::sample)
+    /// call drew from: the softmax of the logits after the repetition penalty and the
+    /// temperature (1 when decoding greedily with temperature 0), over the whole
+    /// vocabulary, before the top-k and top-p cuts. That is what TensorRT-LLM returns as
+    /// `logProbs` when its executor's `normalizeLogProbs` is off, as the engine backend
+    /// sets it (see `cpp/README.md`).
+    pub fn log_prob(&self, token: u32) -> f32 {
+        let Some(&score) = self.scores.get(token as usize) else {
+            return f32::NEG_INFINITY;
+        };
+        let t = if self.scaled || self.params.temperature <= 0.0 {
+            1.0
+        } else {
+            f64::from(self.params.temperature)
+        };
+        let live = || self.scores.iter().copied().filter(|s| !s.is_nan());
+        let max = live().fold(f32::NEG_INFINITY, f32::max);
+        if score.is_nan() || score == f32::NEG_INFINITY || !max.is_finite() {
+            return f32::NEG_INFINITY;
+        }
+        let sum: f64 = live()
+            .filter(|&s| s != f32::NEG_INFINITY)
+            .map(|s| (f64::from(s - max) / t).exp())
+            .sum();
+        (f64::from(score - max) / t - sum.ln()) as f32
     }
 
     /// Uniform in [0, 1), from the top 53 bits of one u64.
@@ -233,15 +288,17 @@ impl Sampler {
         last.unwrap_or(0)
     }
 
-    /// Softmax sampling over `cand`, walking it in its (deterministic) order.
-    fn draw_from_candidates(&mut self) -> u32 {
+    /// Softmax sampling over `cand`, walking it in its (deterministic) order: a point is
+    /// drawn in the first `within` of the candidates' mass (all of it when `None`), and the
+    /// candidate covering it is taken.
+    fn draw_from_candidates(&mut self, within: Option<f64>) -> u32 {
         let scores = &self.scores;
         let max = max_score(scores, &self.cand);
         let total: f64 = self.cand.iter().map(|&i| weight(scores[i as usize], max)).sum();
         if !(total > 0.0 && total.is_finite()) {
             return argmax(&self.scores);
         }
-        let u = self.uniform() * total;
+        let u = self.uniform() * within.map_or(total, |w| w.min(total));
         let scores = &self.scores;
         let mut acc = 0.0;
         let mut last = None;
@@ -429,17 +486,50 @@ mod tests {
     }
 
     #[test]
-    fn top_p_keeps_smallest_set_reaching_the_mass() {
-        // 0.5 + 0.3 >= 0.7: tokens 2 and 3 are dropped.
-        check_frequencies(params(1.0, 0, 0.7, 16), &[0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]);
+    fn top_p_draws_within_the_first_p_of_the_mass() {
+        // TensorRT-LLM's rule: a point in (0, p] of the sorted mass picks the token covering
+        // it. 0.5 then 0.3: with p = 0.7, token 0 covers 0.5 of it and token 1 the last 0.2.
+        check_frequencies(params(1.0, 0, 0.7, 16), &[0.5 / 0.7, 0.2 / 0.7, 0.0, 0.0]);
         check_frequencies(params(1.0, 0, 0.45, 17), &[1.0, 0.0, 0.0, 0.0]);
         check_frequencies(
             params(1.0, 0, 0.81, 18),
-            &[0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0],
+            &[0.5 / 0.81, 0.3 / 0.81, 0.01 / 0.81, 0.0],
         );
-        // top-k first, then top-p over the renormalised top-k: 0.5/0.8 = 0.625 < 0.7.
-        check_frequencies(params(1.0, 2, 0.7, 19), &[0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]);
+        // top-k first, then top-p over the renormalised top-k (0.625, 0.375): p = 0.7 gives
+        // token 0 its 0.625 and token 1 the remaining 0.075.
+        check_frequencies(params(1.0, 2, 0.7, 19), &[0.625 / 0.7, 0.075 / 0.7, 0.0, 0.0]);
         check_frequencies(params(1.0, 2, 0.6, 20), &[1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn log_prob_is_the_full_softmax_after_penalty_and_temperature() {
+        let ln = |p: f64| p.ln() as f32;
+        let close = |a: f32, b: f32| assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        // Sampled at temperature 1 with a top-p cut: still the whole vocabulary's softmax.
+        let mut s = Sampler::new(params(1.0, 0, 0.6, 3));
+        let t = s.sample(&logits(), &[]);
+        close(s.log_prob(t), ln(PROBS[t as usize]));
+        close(s.log_prob(3), ln(0.05));
+        // Temperature 0.5 squares the probabilities before normalising.
+        let mut s = Sampler::new(params(0.5, 2, 1.0, 4));
+        let t = s.sample(&logits(), &[]);
+        let z: f64 = PROBS.iter().map(|p| p * p).sum();
+        close(s.log_prob(t), ln(PROBS[t as usize].powi(2) / z));
+        // Greedy: temperature 0 reads as 1; greedy by top_k = 1 keeps its temperature.
+        let mut s = Sampler::new(SamplingParams::default());
+        assert_eq!(s.sample(&logits(), &[]), 0);
+        close(s.log_prob(0), ln(0.5));
+        let mut s = Sampler::new(params(0.5, 1, 1.0, 5));
+        assert_eq!(s.sample(&logits(), &[]), 0);
+        close(s.log_prob(0), ln(0.25 / z));
+        // The repetition penalty is part of the distribution: 2.0/2 = 1.0 vs 1.0.
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..Default::default()
+        });
+        s.sample(&[2.0, 1.0], &[0]);
+        close(s.log_prob(0), ln(0.5));
+        assert_eq!(s.log_prob(7), f32::NEG_INFINITY);
     }
 
     #[test]
@@ -511,6 +601,11 @@ mod tests {
             bad(SamplingParams { top_p: 0.0, ..d() }),
             "--top-p 0: expected a value in (0, 1]"
         );
+        assert_eq!(
+            bad(SamplingParams { top_k: 1025, ..d() }),
+            "--top-k 1025: must be at most 1024 (the largest top-k TensorRT-LLM samples with)"
+        );
+        assert!(SamplingParams { top_k: 1024, ..d() }.validate().is_ok());
         assert_eq!(
             bad(SamplingParams {
                 temperature: -1.0,
