@@ -14,7 +14,11 @@
 //!    `libmpi.so.40` (`MPI_HOME`, HPC-X, Open MPI's usual places, the system).
 //! 2. All found: it matches the library's C++ ABI (`nm -D libtensorrt_llm.so`
 //!    has `__cxx11` symbols or not: `-D_GLIBCXX_USE_CXX11_ABI=1/0`), compiles
-//!    the bridge, links the libraries and sets an rpath to every directory.
+//!    the bridge and links the two libraries. What they need from other
+//!    directories (`readelf -d`: TensorRT, MPI, cudart, ...) the binary needs
+//!    directly, with those directories in its runpath: the loader would not
+//!    search the binary's runpath for a library's dependencies, so the binary
+//!    starts without `LD_LIBRARY_PATH`.
 //! 3. Not all found, and TensorRT-LLM was asked for explicitly (`TRTLLM_ROOT`,
 //!    `TRTLLM_INCLUDE_DIR`, `TRTLLM_LIB_DIR` or `TRTLLM_MINITRON_REQUIRE_CPP=1`):
 //!    the build fails here with one message listing what was looked for where.
@@ -106,17 +110,122 @@ mod bridge {
         (out.status.success() && !text.is_empty()).then(|| PathBuf::from(text))
     }
 
-    /// Directories `ldconfig -p` knows holding `file`.
-    fn ldconfig(file: &str) -> Vec<PathBuf> {
-        let Ok(out) = Command::new("ldconfig").arg("-p").output() else {
+    /// `ldconfig -p`: the libraries the dynamic loader's cache knows, as
+    /// (file name, path).
+    fn loader_cache() -> Vec<(String, PathBuf)> {
+        let out = ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
+            .iter()
+            .find_map(|c| {
+                Command::new(c)
+                    .arg("-p")
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+            });
+        let Some(out) = out else {
             return Vec::new();
         };
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| l.trim_start().starts_with(file))
-            .filter_map(|l| l.rsplit("=> ").next())
-            .filter_map(|p| Path::new(p.trim()).parent().map(Path::to_path_buf))
+            .filter_map(|l| {
+                let (name, path) = l.trim_start().split_once(" => ")?;
+                let name = name.split_whitespace().next()?;
+                Some((name.to_string(), PathBuf::from(path.trim())))
+            })
             .collect()
+    }
+
+    /// Directories `ldconfig -p` knows holding `file`.
+    fn ldconfig(file: &str) -> Vec<PathBuf> {
+        loader_cache()
+            .into_iter()
+            .filter(|(name, _)| name == file)
+            .filter_map(|(_, path)| path.parent().map(Path::to_path_buf))
+            .collect()
+    }
+
+    /// The DT_NEEDED entries of a shared library (`readelf -d`), or `None` when
+    /// they cannot be read.
+    fn needed(lib: &Path) -> Option<Vec<String>> {
+        let out = Command::new("readelf")
+            .arg("-d")
+            .arg(lib)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("(NEEDED)"))
+                .filter_map(|l| Some(l.split_once('[')?.1.split_once(']')?.0.to_string()))
+                .collect(),
+        )
+    }
+
+    /// What the binary must list as its own NEEDED entries so that it starts
+    /// without `LD_LIBRARY_PATH`: the libraries `libs` need that are neither
+    /// beside them nor known to the system loader, each with the directory
+    /// among `dirs` that holds it. The loader does not search an executable's
+    /// runpath for a library's dependencies, and libtensorrt_llm.so's own
+    /// runpath is `$ORIGIN` only; a library the executable itself needs is
+    /// loaded first (from its runpath) and then satisfies the others by soname.
+    /// Also returns the ones found nowhere.
+    fn direct_dependencies(libs: &[PathBuf], dirs: &[PathBuf]) -> (Vec<(String, PathBuf)>, Vec<String>) {
+        let system: Vec<String> = loader_cache().into_iter().map(|(name, _)| name).collect();
+        let default_dirs = ["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
+        let mut found: Vec<(String, PathBuf)> = Vec::new();
+        let mut missing = Vec::new();
+        for lib in libs {
+            let names = needed(lib).unwrap_or_else(|| {
+                println!(
+                    "cargo:warning=trtllm-minitron: cannot run `readelf -d` on {}; assuming it needs \
+                     libnvinfer.so.10, libmpi.so.40 and libcudart.so",
+                    lib.display()
+                );
+                vec![
+                    "libnvinfer.so.10".into(),
+                    "libmpi.so.40".into(),
+                    "libcudart.so".into(),
+                ]
+            });
+            let origin = lib.parent().unwrap_or(Path::new("."));
+            for name in names {
+                let resolved = origin.join(&name).is_file()
+                    || system.contains(&name)
+                    || default_dirs.iter().any(|d| Path::new(d).join(&name).is_file())
+                    || found.iter().any(|(n, _)| *n == name);
+                if resolved {
+                    continue;
+                }
+                match dirs.iter().find(|d| d.join(&name).is_file()) {
+                    Some(dir) => found.push((name, dir.clone())),
+                    None if !missing.contains(&name) => missing.push(name),
+                    None => {}
+                }
+            }
+        }
+        (found, missing)
+    }
+
+    /// `LD_LIBRARY_PATH`'s directories, and the `lib` directories of the NVIDIA
+    /// Python wheels beside the `tensorrt_llm` package (cuBLAS, NCCL, ...): where
+    /// a library's dependencies may be found at build time.
+    fn extra_library_dirs() -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = env::var_os("LD_LIBRARY_PATH")
+            .map(|v| {
+                env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(site) = python_package("tensorrt_llm").and_then(|p| p.parent().map(Path::to_path_buf))
+            && let Ok(entries) = std::fs::read_dir(site.join("nvidia"))
+        {
+            let mut wheels: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("lib")).collect();
+            wheels.sort();
+            dirs.extend(wheels.into_iter().filter(|d| d.is_dir()));
+        }
+        dirs
     }
 
     fn candidates(list: &[(&str, Option<PathBuf>)]) -> Vec<(String, PathBuf)> {
@@ -318,22 +427,55 @@ mod bridge {
             }
             out
         };
-        let link_dirs = unique(vec![
-            found.lib.clone(),
-            found.plugin_lib.clone(),
-            found.cuda_lib.clone(),
-        ]);
-        let mut all = link_dirs.clone();
-        all.extend(found.runtime_dirs.iter().cloned());
-        let runtime_dirs = unique(all);
+        let link_dirs = unique(vec![found.lib.clone(), found.plugin_lib.clone()]);
+        let mut search = link_dirs.clone();
+        search.push(found.cuda_lib.clone());
+        search.extend(found.runtime_dirs.iter().cloned());
+        search.extend(extra_library_dirs());
+        let search = unique(search);
+        let (dependencies, missing) = direct_dependencies(
+            &[
+                found.lib.join("libtensorrt_llm.so"),
+                found.plugin_lib.join("libnvinfer_plugin_tensorrt_llm.so"),
+            ],
+            &search,
+        );
+        if !missing.is_empty() {
+            println!(
+                "cargo:warning=trtllm-minitron: the TensorRT-LLM libraries need {}, found in none of {}: \
+                 the binary will not start unless the dynamic loader finds them (LD_LIBRARY_PATH)",
+                missing.join(", "),
+                search
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         for d in &link_dirs {
             println!("cargo:rustc-link-search=native={}", d.display());
         }
         println!("cargo:rustc-link-lib=dylib=tensorrt_llm");
         println!("cargo:rustc-link-lib=dylib=nvinfer_plugin_tensorrt_llm");
-        println!("cargo:rustc-link-lib=dylib=cudart");
-        for d in &runtime_dirs {
+        // Their dependencies from other directories become the binary's own
+        // NEEDED entries (see direct_dependencies); --no-as-needed keeps them,
+        // as the binary calls none of them.
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        for (name, dir) in &dependencies {
+            println!("cargo:rustc-link-arg=-L{}", dir.display());
+            println!("cargo:rustc-link-arg=-l:{name}");
+        }
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        // The runpath covers the binary's own NEEDED entries; -rpath-link lets the
+        // linker resolve the libraries' dependencies wherever they were found.
+        let mut runpath = link_dirs.clone();
+        runpath.push(found.cuda_lib.clone());
+        runpath.extend(found.runtime_dirs.iter().cloned());
+        runpath.extend(dependencies.iter().map(|(_, d)| d.clone()));
+        for d in &unique(runpath) {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", d.display());
+        }
+        for d in &search {
             println!("cargo:rustc-link-arg=-Wl,-rpath-link,{}", d.display());
         }
     }
