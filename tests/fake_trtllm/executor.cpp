@@ -1,0 +1,460 @@
+// The fake TensorRT-LLM library's Executor: no model, no GPU. A worker thread
+// advances every active request by one token per step, as the in-flight batcher
+// does, with deterministic tokens, and answers with the library's streaming
+// behaviour (cited per rule). Every call is recorded (fake.h). See README.md.
+
+#include "fake.h"
+
+#include "tensorrt_llm/common/assert.h"
+
+#include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+// The libraries the real libtensorrt_llm.so needs from other directories (its
+// NEEDED entries; its own runpath is only $ORIGIN). The fake calls one function
+// of each, so the dynamic loader must find them as it must for the real one.
+extern "C" int32_t getInferLibVersion() noexcept; // TensorRT, libnvinfer.so.10
+extern "C" int MPI_Initialized(int* flag);         // MPI, libmpi.so.40
+
+namespace tle = tensorrt_llm::executor;
+
+namespace
+{
+
+std::string readFile(std::filesystem::path const& path)
+{
+    std::ifstream in(path);
+    if (!in)
+    {
+        TLLM_THROW("Failed to open %s", path.c_str());
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// The value after "key": in the engine's config.json (the fake's stand-in engines
+// keep each key once).
+std::string jsonValue(std::string const& text, std::string const& key)
+{
+    auto at = text.find("\"" + key + "\"");
+    if (at == std::string::npos)
+    {
+        return {};
+    }
+    at = text.find(':', at);
+    auto const begin = text.find_first_not_of(" \t\r\n", at + 1);
+    auto const end = text.find_first_of(",}\r\n", begin);
+    return text.substr(begin, end - begin);
+}
+
+int jsonInt(std::string const& text, std::string const& key, int fallback)
+{
+    auto const value = jsonValue(text, key);
+    return value.empty() ? fallback : std::atoi(value.c_str());
+}
+
+template <typename T>
+std::string json(std::optional<T> const& value)
+{
+    if (!value.has_value())
+    {
+        return "null";
+    }
+    std::ostringstream out;
+    out << *value;
+    return out.str();
+}
+
+template <typename T>
+std::string json(std::vector<T> const& values)
+{
+    std::ostringstream out;
+    out << '[';
+    for (std::size_t i = 0; i < values.size(); ++i)
+    {
+        out << (i ? "," : "") << values[i];
+    }
+    out << ']';
+    return out.str();
+}
+
+std::uint64_t mix(std::uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+std::shared_ptr<tensorrt_llm::runtime::ITensor> floatTensor(std::vector<std::int64_t> shape, std::vector<float> values)
+{
+    std::vector<std::uint8_t> bytes(values.size() * sizeof(float));
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    // Host memory, as the library's results are (getContextLogitsHost / getGenerationLogitsHost).
+    return std::make_shared<tensorrt_llm::runtime::ITensor>(
+        tle::DataType::kFP32, tle::MemoryType::kCPU_PINNED, std::move(shape), std::move(bytes));
+}
+
+struct Active
+{
+    tle::IdType id;
+    tle::Request request;
+    tle::VecTokens tokens; // prompt, then the generated tokens
+    std::optional<std::string> error;
+    tle::SizeType32 generated = 0;
+    std::vector<float> logProbs;
+    bool cancelled = false;
+    std::shared_ptr<tensorrt_llm::runtime::ITensor> contextLogits;
+    tle::VecTokens unsent; // non-streaming: everything, sent at the end
+};
+
+} // namespace
+
+namespace tensorrt_llm::executor
+{
+
+class Executor::Impl
+{
+public:
+    Impl(std::filesystem::path const& engineDir, ExecutorConfig config)
+        : mConfig(std::move(config))
+    {
+        auto const text = readFile(engineDir / "config.json");
+        if (!std::filesystem::exists(engineDir / "rank0.engine"))
+        {
+            TLLM_THROW("Failed to open %s", (engineDir / "rank0.engine").c_str());
+        }
+        mVocab = jsonInt(text, "vocab_size", 0);
+        mMaxInputLen = jsonInt(text, "max_input_len", 1024);
+        mMaxSeqLen = jsonInt(text, "max_seq_len", 2048);
+        mContextLogitsBuilt = jsonValue(text, "gather_context_logits") == "true";
+        TLLM_CHECK_WITH_INFO(mVocab > 0, "config.json has no vocab_size");
+        TLLM_CHECK_WITH_INFO(mConfig.getMaxBeamWidth() == 1, "the fake decodes with beam width 1 only");
+        if (char const* step = std::getenv("TRTLLM_FAKE_STEP_MS"))
+        {
+            mStep = std::chrono::milliseconds(std::atoi(step));
+        }
+
+        int mpi = -1;
+        MPI_Initialized(&mpi);
+        int cudart = 0;
+        cudaRuntimeGetVersion(&cudart);
+        auto const kv = mConfig.getKvCacheConfig();
+        fake_trtllm::record(std::string("{\"event\":\"executor\",\"engine_dir\":") + fake_trtllm::quoted(engineDir)
+            + ",\"max_beam_width\":" + std::to_string(mConfig.getMaxBeamWidth()) + ",\"scheduler_policy\":"
+            + std::to_string(static_cast<int>(mConfig.getSchedulerConfig().getCapacitySchedulerPolicy()))
+            + ",\"enable_block_reuse\":" + (kv.getEnableBlockReuse() ? "true" : "false")
+            + ",\"free_gpu_memory_fraction\":" + json(kv.getFreeGpuMemoryFraction())
+            + ",\"gather_generation_logits\":" + (mConfig.getGatherGenerationLogits() ? "true" : "false")
+            + ",\"normalize_log_probs\":" + (mConfig.getNormalizeLogProbs() ? "true" : "false")
+            + ",\"tensorrt_version\":" + std::to_string(getInferLibVersion()) + ",\"cudart_version\":"
+            + std::to_string(cudart) + "}");
+        mWorker = std::thread([this] { run(); });
+    }
+
+    ~Impl()
+    {
+        shutdown();
+    }
+
+    IdType enqueue(Request const& request)
+    {
+        std::lock_guard<std::mutex> lock(mMutex);
+        // executorImpl.cpp refuses new requests once shut down.
+        TLLM_CHECK_WITH_INFO(!mShutdown, "Shutdown called, cannot enqueue requests");
+        IdType const id = mNextId++;
+        auto const s = request.getSamplingConfig();
+        auto const o = request.getOutputConfig();
+        auto const input = request.getInputTokenIds();
+        fake_trtllm::record(std::string("{\"event\":\"enqueue\",\"id\":") + std::to_string(id)
+            + ",\"input_ids\":" + json(input) + ",\"max_tokens\":" + std::to_string(request.getMaxTokens())
+            + ",\"streaming\":" + (request.getStreaming() ? "true" : "false") + ",\"return_all_generated_tokens\":"
+            + (request.getReturnAllGeneratedTokens() ? "true" : "false") + ",\"beam_width\":"
+            + std::to_string(s.getBeamWidth()) + ",\"top_k\":" + json(s.getTopK()) + ",\"top_p\":" + json(s.getTopP())
+            + ",\"temperature\":" + json(s.getTemperature()) + ",\"seed\":" + json(s.getSeed())
+            + ",\"min_tokens\":" + json(s.getMinTokens()) + ",\"repetition_penalty\":"
+            + json(s.getRepetitionPenalty()) + ",\"presence_penalty\":" + json(s.getPresencePenalty())
+            + ",\"frequency_penalty\":" + json(s.getFrequencyPenalty()) + ",\"end_id\":" + json(request.getEndId())
+            + ",\"pad_id\":" + json(request.getPadId()) + ",\"return_log_probs\":"
+            + (o.returnLogProbs ? "true" : "false") + ",\"return_context_logits\":"
+            + (o.returnContextLogits ? "true" : "false") + ",\"return_generation_logits\":"
+            + (o.returnGenerationLogits ? "true" : "false") + ",\"exclude_input_from_output\":"
+            + (o.excludeInputFromOutput ? "true" : "false") + "}");
+
+        Active a{id, request, input, std::nullopt, 0, {}, false, nullptr, {}};
+        // Checks the executor makes when it takes a request in (executorImpl.cpp,
+        // fetchNewRequests; LlmRequest::validate): a failure is an error response.
+        auto const promptLen = static_cast<int>(input.size());
+        if (promptLen > mMaxInputLen)
+        {
+            a.error = "Prompt length (" + std::to_string(promptLen) + ") exceeds maximum input length ("
+                + std::to_string(mMaxInputLen) + ").";
+        }
+        else if (o.returnContextLogits && !mContextLogitsBuilt)
+        {
+            a.error = "Return context logit need to build engine with gather_context_logits";
+        }
+        else if (o.returnGenerationLogits && !mConfig.getGatherGenerationLogits())
+        {
+            a.error = "To return generation logits, gather_generation_logits must be enabled in ExecutorConfig";
+        }
+        if (o.returnContextLogits && !a.error)
+        {
+            std::vector<float> values(input.size() * static_cast<std::size_t>(mVocab));
+            for (std::size_t i = 0; i < values.size(); ++i)
+            {
+                values[i] = static_cast<float>(i % 5) * 0.5f;
+            }
+            a.contextLogits = floatTensor({promptLen, mVocab}, std::move(values));
+            mContextLogits[id] = a.contextLogits;
+        }
+        mActive.push_back(std::move(a));
+        return id;
+    }
+
+    std::vector<Response> await(std::optional<std::chrono::milliseconds> const& timeout)
+    {
+        std::unique_lock<std::mutex> lock(mMutex);
+        auto const ready = [this] { return !mResponses.empty() || mShutdown; };
+        if (timeout.has_value())
+        {
+            mReady.wait_for(lock, *timeout, ready);
+        }
+        else
+        {
+            mReady.wait(lock, ready);
+        }
+        std::vector<Response> out(mResponses.begin(), mResponses.end());
+        mResponses.clear();
+        return out;
+    }
+
+    void cancel(IdType id)
+    {
+        std::lock_guard<std::mutex> lock(mMutex);
+        fake_trtllm::record("{\"event\":\"cancel\",\"id\":" + std::to_string(id) + "}");
+        for (auto& a : mActive)
+        {
+            if (a.id == id)
+            {
+                a.cancelled = true;
+            }
+        }
+    }
+
+    void shutdown()
+    {
+        {
+            std::lock_guard<std::mutex> lock(mMutex);
+            if (mShutdown)
+            {
+                return;
+            }
+            mShutdown = true;
+        }
+        mWake.notify_all();
+        mReady.notify_all();
+        if (mWorker.joinable())
+        {
+            mWorker.join();
+        }
+        std::string reads;
+        for (auto const& [id, tensor] : mContextLogits)
+        {
+            reads += (reads.empty() ? "\"" : ",\"") + std::to_string(id) + "\":" + std::to_string(tensor->reads.load());
+        }
+        fake_trtllm::record("{\"event\":\"shutdown\",\"context_logits_reads\":{" + reads + "}}");
+    }
+
+private:
+    void run()
+    {
+        std::unique_lock<std::mutex> lock(mMutex);
+        while (!mShutdown)
+        {
+            mWake.wait_for(lock, mStep, [this] { return mShutdown; });
+            if (mShutdown)
+            {
+                break;
+            }
+            for (auto it = mActive.begin(); it != mActive.end();)
+            {
+                it = advance(*it) ? mActive.erase(it) : std::next(it);
+            }
+            mReady.notify_all();
+        }
+    }
+
+    // One iteration for one request; true when it is finished.
+    bool advance(Active& a)
+    {
+        if (a.error.has_value())
+        {
+            mResponses.emplace_back(a.id, *a.error);
+            return true;
+        }
+        auto const s = a.request.getSamplingConfig();
+        auto const streaming = a.request.getStreaming();
+        if (a.cancelled)
+        {
+            // cancelRequest ends the request at the next iteration with a final kCANCELLED response.
+            respond(a, {}, FinishReason::kCANCELLED);
+            return true;
+        }
+        // Defaults (layers/defaultDecodingParams.h) and the sampling setup's rule
+        // that topK 0 with topP 0 is top-k 1 (kernels/samplingTopKKernels.cu,
+        // setupTopKRuntimeArgs).
+        auto const topK = s.getTopK().value_or(0);
+        auto const topP = s.getTopP().value_or(0.f);
+        bool const greedy = topK == 1 || (topK == 0 && topP == 0.f);
+        auto const endId = a.request.getEndId().value_or(-1);
+        auto const minTokens = s.getMinTokens().value_or(1);
+        auto const last = a.tokens.back();
+        // The fake model: greedy continues last+1; sampling jumps by 2..6, by seed and step.
+        auto token = greedy ? (last + 1) % mVocab
+                            : static_cast<TokenIdType>((last + 2 + mix(s.getSeed().value_or(0) * 1000003ULL
+                                                                       + static_cast<std::uint64_t>(a.generated))
+                                                               % 5)
+                                  % mVocab);
+        if (token == endId && a.generated < minTokens)
+        {
+            // Below the minimum length the end id's logit is masked
+            // (kernels/penaltyKernels.cu): the next best token comes instead.
+            token = (token + 1) % mVocab;
+        }
+        if (token == endId)
+        {
+            // The end token ends the request without being returned (the sampling
+            // kernels do not count it in the sequence length).
+            respond(a, {}, FinishReason::kEND_ID);
+            return true;
+        }
+        a.tokens.push_back(token);
+        a.generated += 1;
+        a.logProbs.push_back(-static_cast<float>(a.generated) / 8.f);
+        bool const length = a.generated >= a.request.getMaxTokens() || static_cast<int>(a.tokens.size()) >= mMaxSeqLen;
+        if (streaming)
+        {
+            respond(a, {token}, length ? FinishReason::kLENGTH : FinishReason::kNOT_FINISHED);
+        }
+        else
+        {
+            a.unsent.push_back(token);
+            if (length)
+            {
+                respond(a, {}, FinishReason::kLENGTH);
+            }
+        }
+        return length;
+    }
+
+    // A response as createResult (batch_manager/llmRequest.cpp) makes it.
+    void respond(Active& a, VecTokens fresh, FinishReason reason)
+    {
+        auto const o = a.request.getOutputConfig();
+        bool const final = reason != FinishReason::kNOT_FINISHED;
+        if (!a.request.getStreaming())
+        {
+            fresh = a.unsent;
+        }
+        Result result{};
+        result.isFinal = final;
+        result.isSequenceFinal = final;
+        result.outputTokenIds = {fresh};
+        result.finishReasons = {reason};
+        result.decodingIter = a.generated;
+        if (o.returnLogProbs)
+        {
+            // All of them so far, while outputTokenIds holds only the new tokens.
+            result.logProbs = std::vector<VecLogProbs>{a.logProbs};
+            float cum = 0.f;
+            for (auto p : a.logProbs)
+            {
+                cum += p;
+            }
+            result.cumLogProbs = VecLogProbs{cum};
+        }
+        if (a.contextLogits)
+        {
+            // The same host tensor on every response.
+            result.contextLogits = detail::ofITensor(a.contextLogits);
+        }
+        if (o.returnGenerationLogits)
+        {
+            // Streaming: [new tokens, beam, vocab]; otherwise [beam, tokens, vocab].
+            std::vector<float> values(fresh.size() * static_cast<std::size_t>(mVocab), 0.f);
+            for (std::size_t i = 0; i < fresh.size(); ++i)
+            {
+                values[i * static_cast<std::size_t>(mVocab) + static_cast<std::size_t>(fresh[i])] = 2.f;
+            }
+            auto const n = static_cast<std::int64_t>(fresh.size());
+            std::vector<std::int64_t> shape = a.request.getStreaming() ? std::vector<std::int64_t>{n, 1, mVocab}
+                                                                       : std::vector<std::int64_t>{1, n, mVocab};
+            result.generationLogits = detail::ofITensor(floatTensor(std::move(shape), std::move(values)));
+        }
+        mResponses.emplace_back(a.id, std::move(result));
+    }
+
+    ExecutorConfig mConfig;
+    int mVocab = 0;
+    int mMaxInputLen = 0;
+    int mMaxSeqLen = 0;
+    bool mContextLogitsBuilt = false;
+    std::chrono::milliseconds mStep{2};
+
+    std::mutex mMutex;
+    std::condition_variable mReady;
+    std::condition_variable mWake;
+    std::deque<Response> mResponses;
+    std::vector<Active> mActive;
+    std::map<IdType, std::shared_ptr<runtime::ITensor>> mContextLogits;
+    IdType mNextId = 1;
+    bool mShutdown = false;
+    std::thread mWorker;
+};
+
+Executor::Executor(std::filesystem::path const& modelPath, ModelType modelType, ExecutorConfig const& executorConfig)
+{
+    TLLM_CHECK_WITH_INFO(modelType == ModelType::kDECODER_ONLY, "the fake runs decoder-only engines");
+    mImpl = std::make_unique<Impl>(modelPath, executorConfig);
+}
+
+Executor::~Executor() = default;
+
+IdType Executor::enqueueRequest(Request const& request)
+{
+    return mImpl->enqueue(request);
+}
+
+std::vector<Response> Executor::awaitResponses(std::optional<std::chrono::milliseconds> const& timeout)
+{
+    return mImpl->await(timeout);
+}
+
+void Executor::cancelRequest(IdType requestId)
+{
+    mImpl->cancel(requestId);
+}
+
+void Executor::shutdown()
+{
+    mImpl->shutdown();
+}
+
+} // namespace tensorrt_llm::executor
+
+extern "C" void fake_trtllm_record(char const* line)
+{
+    fake_trtllm::record(line);
+}

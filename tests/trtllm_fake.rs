@@ -1,0 +1,375 @@
+//! `run --backend trtllm` end to end through the real bridge (`cpp/`), build.rs's
+//! discovery and runpath, the response thread and the backend, against the fake
+//! TensorRT-LLM library of `tests/fake_trtllm/` (compiled against the real 1.2
+//! headers; no model, no GPU). Each test reads what the fake recorded of the
+//! calls it received.
+//!
+//! Needs `--features trtllm` built against the fake:
+//!   scripts/build-fake-trtllm target/fake-trtllm HEADERS CUDA_HEADERS
+//!   . target/fake-trtllm/env && cargo test --features trtllm --test trtllm_fake
+//! (`.ci/run` does this when `../shared/trtllm-headers` exists). Built against a
+//! real TensorRT-LLM, these tests say so and do nothing.
+#![cfg(feature = "trtllm")]
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const VOCAB: i64 = 2048;
+/// The demo tokenizer's end-of-sequence id.
+const EOS: i64 = 3;
+
+/// The fake's library directory, when this build links it.
+fn fake() -> bool {
+    let fake =
+        std::env::var_os("TRTLLM_LIB_DIR").is_some_and(|d| Path::new(&d).join("FAKE_TRTLLM").is_file());
+    if !fake {
+        eprintln!(
+            "trtllm_fake: skipped: TRTLLM_LIB_DIR is not the fake TensorRT-LLM (scripts/build-fake-trtllm)"
+        );
+    }
+    fake
+}
+
+/// A stand-in engine directory the fake loads: config.json as trtllm-build
+/// writes it (the keys the runner and the fake read), an empty rank0.engine, and
+/// the demo model's tokenizer.
+struct Engine {
+    tmp: tempfile::TempDir,
+}
+
+impl Engine {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("engine");
+        std::fs::create_dir(&dir).unwrap();
+        let config = serde_json::json!({
+            "version": "1.2.0",
+            "pretrained_config": {
+                "architecture": "NemotronForCausalLM",
+                "vocab_size": VOCAB,
+                "mapping": {"world_size": 1, "tp_size": 1, "pp_size": 1}
+            },
+            "build_config": {
+                "max_input_len": 64,
+                "max_seq_len": 4096,
+                "gather_context_logits": true,
+                "gather_generation_logits": true
+            }
+        });
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        std::fs::write(dir.join("rank0.engine"), b"").unwrap();
+        std::fs::copy(
+            common::fixtures().join("demo-shakespeare/tokenizer.json"),
+            dir.join("tokenizer.json"),
+        )
+        .unwrap();
+        Engine { tmp }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("engine")
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.tmp.path().join("record.jsonl")
+    }
+
+    /// `trtllm-minitron run --model ENGINE ARGS` with nothing in its environment
+    /// but the fake's record file: no LD_LIBRARY_PATH, no PATH.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"));
+        c.env_clear()
+            .env("TRTLLM_FAKE_RECORD", self.record_path())
+            .args(["run", "--backend", "trtllm", "--model"])
+            .arg(self.dir())
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .output()
+            .expect("the trtllm-minitron binary runs")
+    }
+
+    /// What the fake recorded, one JSON object per call.
+    fn record(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.record_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn events(&self, name: &str) -> Vec<Value> {
+        self.record().into_iter().filter(|e| e["event"] == name).collect()
+    }
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(out.status.success(), "{:?}: {}", out.status, common::stderr(out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    serde_json::from_str(text.lines().next().unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn starts_without_ld_library_path_and_decodes_greedily() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let out = engine.run(&["--input-ids", "100,101", "--max-new-tokens", "4", "--json"]);
+    let line = ok_json(&out);
+    // The fake's greedy model continues last+1.
+    assert_eq!(ids(&line["output_ids"]), vec![102, 103, 104, 105]);
+    assert_eq!(line["finish_reason"], "length");
+
+    let events: Vec<String> = engine
+        .record()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["init_plugins", "executor", "enqueue", "shutdown"]);
+    let executor = &engine.events("executor")[0];
+    assert_eq!(executor["max_beam_width"], 1);
+    assert_eq!(executor["normalize_log_probs"], false);
+    // The runtime libraries in other directories were loaded and called.
+    assert_eq!(executor["tensorrt_version"], 101300);
+    assert_eq!(executor["cudart_version"], 13000);
+    let request = &engine.events("enqueue")[0];
+    assert_eq!(ids(&request["input_ids"]), vec![100, 101]);
+    assert_eq!(request["streaming"], true);
+    assert_eq!(request["return_all_generated_tokens"], false);
+    assert_eq!(request["exclude_input_from_output"], true);
+    for (field, value) in [
+        ("top_k", 1.0),
+        ("top_p", 1.0),
+        ("temperature", 1.0),
+        ("seed", 0.0),
+        ("min_tokens", 0.0),
+        ("repetition_penalty", 1.0),
+        ("presence_penalty", 0.0),
+        ("frequency_penalty", 0.0),
+        ("end_id", EOS as f64),
+        ("pad_id", EOS as f64),
+    ] {
+        assert_eq!(request[field].as_f64(), Some(value), "{field}: {request}");
+    }
+}
+
+#[test]
+fn prints_streamed_text() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let out = engine.run(&["ROMEO:", "--max-new-tokens", "6"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.trim_end().chars().count() >= 1, "{text:?}");
+    assert_eq!(engine.events("enqueue").len(), 1);
+}
+
+#[test]
+fn temperature_sampling_arrives_as_the_reference_samples() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let sampled = |seed: &str| {
+        let out = engine.run(&[
+            "--input-ids",
+            "100,101",
+            "--max-new-tokens",
+            "6",
+            "--temperature",
+            "0.8",
+            "--seed",
+            seed,
+            "--json",
+        ]);
+        ids(&ok_json(&out)["output_ids"])
+    };
+    let first = sampled("3");
+    // Not the greedy continuation: the library samples (unset, its topK 0 and
+    // topP 0.0 would have decoded greedily).
+    assert_ne!(first, vec![102, 103, 104, 105, 106, 107]);
+    assert_eq!(first, sampled("3"));
+    let request = &engine.events("enqueue")[0];
+    for (field, value) in [
+        ("top_k", 0.0),
+        ("top_p", 1.0),
+        ("temperature", 0.8),
+        ("seed", 3.0),
+        ("min_tokens", 0.0),
+        ("repetition_penalty", 1.0),
+    ] {
+        let got = request[field].as_f64().unwrap();
+        assert!((got - value).abs() < 1e-6, "{field}: {request}");
+    }
+
+    let out = engine.run(&[
+        "--input-ids",
+        "9",
+        "--top-k",
+        "40",
+        "--top-p",
+        "0.9",
+        "--repetition-penalty",
+        "1.2",
+        "--json",
+    ]);
+    ok_json(&out);
+    let request = engine.events("enqueue").pop().unwrap();
+    for (field, value) in [
+        ("top_k", 40.0),
+        ("top_p", 0.9),
+        ("temperature", 1.0),
+        ("repetition_penalty", 1.2),
+    ] {
+        let got = request[field].as_f64().unwrap();
+        assert!((got - value).abs() < 1e-6, "{field}: {request}");
+    }
+}
+
+#[test]
+fn context_logits_are_copied_once_and_log_probs_are_not_repeated() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let logits = engine.tmp.path().join("logits.safetensors");
+    let out = engine.run(&[
+        "--input-ids",
+        "7,8,9",
+        "--max-new-tokens",
+        "5",
+        "--json",
+        "--output-logits",
+        logits.to_str().unwrap(),
+    ]);
+    let line = ok_json(&out);
+    // The fake's log-prob of the k-th token is -k/8; each response lists all so far.
+    let logprobs: Vec<f64> = line["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    assert_eq!(logprobs, vec![-0.125, -0.25, -0.375, -0.5, -0.625]);
+    // Five streamed responses carried the context logits; the bridge read them once.
+    let shutdown = &engine.events("shutdown")[0];
+    assert_eq!(shutdown["context_logits_reads"]["1"], 1, "{shutdown}");
+
+    let bytes = std::fs::read(&logits).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let context = st.tensor("context_logits").unwrap();
+    assert_eq!(context.shape(), &[3, VOCAB as usize]);
+    let values: Vec<f32> = context
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert!(values.iter().enumerate().all(|(i, &v)| v == (i % 5) as f32 * 0.5));
+    let generation = st.tensor("generation_logits").unwrap();
+    assert_eq!(generation.shape(), &[5, VOCAB as usize]);
+}
+
+#[test]
+fn the_end_token_ends_generation_and_is_returned() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    // Greedy after 1 is 2, then the end id 3, which the library does not return.
+    let out = engine.run(&["--input-ids", "0,1", "--max-new-tokens", "10", "--json"]);
+    let line = ok_json(&out);
+    assert_eq!(ids(&line["output_ids"]), vec![2, EOS]);
+    assert_eq!(line["finish_reason"], "end_id");
+    assert_eq!(line["logprobs"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_library_errors_reach_the_user() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    // Over the engine's max_input_len (64): an error response for that request.
+    let long: Vec<String> = (0..70).map(|i| (i + 10).to_string()).collect();
+    let out = engine.run(&["--input-ids", &long.join(","), "--max-new-tokens", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("prompt 0") && err.contains("exceeds maximum input length"),
+        "{err}"
+    );
+    assert_eq!(engine.events("shutdown").len(), 1);
+}
+
+#[test]
+fn an_option_out_of_the_library_range_is_refused_before_anything_is_enqueued() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let out = engine.run(&["--input-ids", "5", "--top-k", "5000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        common::stderr(&out).contains("--top-k 5000"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(engine.events("enqueue").is_empty());
+}
+
+#[test]
+fn ctrl_c_cancels_the_request_and_shuts_the_executor_down() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let mut child = engine
+        .command(&["--input-ids", "5", "--max-new-tokens", "3000", "--ignore-eos"])
+        .env("TRTLLM_FAKE_STEP_MS", "20")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Tokens stream as they come: wait for the first ones.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 8];
+    stdout.read_exact(&mut first).unwrap();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "run did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let cancels = engine.events("cancel");
+    assert_eq!(cancels.len(), 1, "{:?}", engine.record());
+    assert_eq!(cancels[0]["id"], 1);
+    assert_eq!(engine.events("shutdown").len(), 1);
+}
