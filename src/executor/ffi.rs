@@ -1,8 +1,9 @@
 //! The `cxx` bridge to `cpp/executor_bridge.{h,cpp}`: one opaque C++ class
-//! owning a `tensorrt_llm::executor::Executor`; only flat structs and slices
-//! cross. Every C++ entry point catches every exception and returns it as a
-//! `cxx::Exception` (the `Result`s below). Compiled only with `--features
-//! trtllm`; build.rs compiles and links the C++ side when TensorRT-LLM is found.
+//! owning a `tensorrt_llm::executor::Executor`; only flat structs, shared enums
+//! (with the library's values) and slices cross. Every C++ entry point catches
+//! every exception and returns it as a `cxx::Exception` (the `Result`s below).
+//! Compiled only with `--features trtllm`; build.rs compiles and links the C++
+//! side when TensorRT-LLM is found.
 
 use std::time::Duration;
 

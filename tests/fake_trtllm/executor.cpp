@@ -226,6 +226,8 @@ public:
     std::vector<Response> await(std::optional<std::chrono::milliseconds> const& timeout)
     {
         std::unique_lock<std::mutex> lock(mMutex);
+        // executorImpl.cpp: awaitResponses and cancelRequest refuse to run after shutdown.
+        TLLM_CHECK_WITH_INFO(!mShutdown, "Shutdown called");
         auto const ready = [this] { return !mResponses.empty() || mShutdown; };
         if (timeout.has_value())
         {
@@ -243,7 +245,9 @@ public:
     void cancel(IdType id)
     {
         std::lock_guard<std::mutex> lock(mMutex);
+        TLLM_CHECK_WITH_INFO(!mShutdown, "Shutdown called");
         fake_trtllm::record("{\"event\":\"cancel\",\"id\":" + std::to_string(id) + "}");
+        // Requests already terminated are ignored.
         for (auto& a : mActive)
         {
             if (a.id == id)
