@@ -165,12 +165,7 @@ fn json_log_probs_are_transformers_log_softmax_of_each_chosen_token() {
         None,
     );
     let line = &json_lines(&out)[0];
-    let got: Vec<f64> = line["logprobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let got = f64s(&line["logprobs"]);
     // Greedy at temperature 1: log-softmax of transformers' logits at its token.
     let tokens = golden_ids(name, "greedy_0");
     let bytes = std::fs::read(fixtures().join("golden/bin-f32.safetensors")).unwrap();

@@ -126,6 +126,17 @@ fn ids(v: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The recorded request's numeric fields are these values.
+fn assert_fields(request: &Value, expected: &[(&str, f64)]) {
+    for &(field, value) in expected {
+        let got = request[field].as_f64();
+        assert!(
+            got.is_some_and(|g| (g - value).abs() < 1e-6),
+            "{field}: {got:?}, expected {value}: {request}"
+        );
+    }
+}
+
 #[test]
 fn starts_without_ld_library_path_and_decodes_greedily() {
     if !fake() {
@@ -155,20 +166,21 @@ fn starts_without_ld_library_path_and_decodes_greedily() {
     assert_eq!(request["streaming"], true);
     assert_eq!(request["return_all_generated_tokens"], false);
     assert_eq!(request["exclude_input_from_output"], true);
-    for (field, value) in [
-        ("top_k", 1.0),
-        ("top_p", 1.0),
-        ("temperature", 1.0),
-        ("seed", 0.0),
-        ("min_tokens", 0.0),
-        ("repetition_penalty", 1.0),
-        ("presence_penalty", 0.0),
-        ("frequency_penalty", 0.0),
-        ("end_id", EOS as f64),
-        ("pad_id", EOS as f64),
-    ] {
-        assert_eq!(request[field].as_f64(), Some(value), "{field}: {request}");
-    }
+    assert_fields(
+        request,
+        &[
+            ("top_k", 1.0),
+            ("top_p", 1.0),
+            ("temperature", 1.0),
+            ("seed", 0.0),
+            ("min_tokens", 0.0),
+            ("repetition_penalty", 1.0),
+            ("presence_penalty", 0.0),
+            ("frequency_penalty", 0.0),
+            ("end_id", EOS as f64),
+            ("pad_id", EOS as f64),
+        ],
+    );
 }
 
 #[test]
@@ -210,17 +222,17 @@ fn temperature_sampling_arrives_as_the_reference_samples() {
     assert_ne!(first, vec![102, 103, 104, 105, 106, 107]);
     assert_eq!(first, sampled("3"));
     let request = &engine.events("enqueue")[0];
-    for (field, value) in [
-        ("top_k", 0.0),
-        ("top_p", 1.0),
-        ("temperature", 0.8),
-        ("seed", 3.0),
-        ("min_tokens", 0.0),
-        ("repetition_penalty", 1.0),
-    ] {
-        let got = request[field].as_f64().unwrap();
-        assert!((got - value).abs() < 1e-6, "{field}: {request}");
-    }
+    assert_fields(
+        request,
+        &[
+            ("top_k", 0.0),
+            ("top_p", 1.0),
+            ("temperature", 0.8),
+            ("seed", 3.0),
+            ("min_tokens", 0.0),
+            ("repetition_penalty", 1.0),
+        ],
+    );
 
     let out = engine.run(&[
         "--input-ids",
@@ -235,15 +247,15 @@ fn temperature_sampling_arrives_as_the_reference_samples() {
     ]);
     ok_json(&out);
     let request = engine.events("enqueue").pop().unwrap();
-    for (field, value) in [
-        ("top_k", 40.0),
-        ("top_p", 0.9),
-        ("temperature", 1.0),
-        ("repetition_penalty", 1.2),
-    ] {
-        let got = request[field].as_f64().unwrap();
-        assert!((got - value).abs() < 1e-6, "{field}: {request}");
-    }
+    assert_fields(
+        &request,
+        &[
+            ("top_k", 40.0),
+            ("top_p", 0.9),
+            ("temperature", 1.0),
+            ("repetition_penalty", 1.2),
+        ],
+    );
 }
 
 #[test]
@@ -264,13 +276,10 @@ fn context_logits_are_copied_once_and_log_probs_are_not_repeated() {
     ]);
     let line = ok_json(&out);
     // The fake's log-prob of the k-th token is -k/8; each response lists all so far.
-    let logprobs: Vec<f64> = line["logprobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_f64().unwrap())
-        .collect();
-    assert_eq!(logprobs, vec![-0.125, -0.25, -0.375, -0.5, -0.625]);
+    assert_eq!(
+        common::f64s(&line["logprobs"]),
+        vec![-0.125, -0.25, -0.375, -0.5, -0.625]
+    );
     // Five streamed responses carried the context logits; the bridge read them once.
     let shutdown = &engine.events("shutdown")[0];
     assert_eq!(shutdown["context_logits_reads"]["1"], 1, "{shutdown}");

@@ -5,13 +5,16 @@
 //! `cpp/`) and opened by `engine`, both compiled only with `--features trtllm`.
 //! Everything around them is plain Rust, compiled in every build, so
 //! `cargo test` covers it against an in-memory stand-in (`stand_in`) of the
-//! executor interface:
+//! executor interface, which follows the library's defaults and streaming
+//! behaviour (the bridge itself is tested one level down, against the fake
+//! library of `tests/fake_trtllm/`):
 //!
 //! - `api`: the executor interface as a trait (`ExecutorApi`) and the flat
 //!   data that crosses it;
-//! - `mapping`: our `Request` to an executor request; executor finish reasons,
-//!   responses and logits back to ours (unknown finish reasons, error
-//!   responses and empty beams are per-request errors);
+//! - `mapping`: our `Request` to an executor request with every decoding
+//!   option set (so the engine samples as the reference runtime does);
+//!   executor finish reasons, responses and logits back to ours (unknown
+//!   finish reasons, error responses and empty beams are per-request errors);
 //! - `router`: the thread that waits in `awaitResponses` (with a timeout, never
 //!   spinning) and routes each response to its request's channel; cancellation
 //!   of dropped requests; shutdown;
