@@ -7,7 +7,7 @@
 //! Needs `--features trtllm` built against the fake:
 //!   scripts/build-fake-trtllm target/fake-trtllm HEADERS CUDA_HEADERS
 //!   . target/fake-trtllm/env && cargo test --features trtllm --test trtllm_fake
-//! (`.ci/run` does this when `../shared/trtllm-headers` exists). Built against a
+//! (`.ci/run` does this when TensorRT-LLM's headers are available). Built against a
 //! real TensorRT-LLM, these tests say so and do nothing.
 #![cfg(feature = "trtllm")]
 
