@@ -3,21 +3,20 @@
 //! The library holds everything the CLI does; `main.rs` only parses arguments,
 //! adds context to errors and prints.
 
-pub mod build;
 pub mod cancel;
-pub mod check;
+pub mod commands;
 pub mod convert;
 pub mod dtype;
+pub mod engine_build;
 pub mod error;
 pub mod executor;
+pub mod generation;
 pub mod hf;
-pub mod inspect;
-pub mod manifest;
 pub mod progress;
-pub mod run;
 pub mod runtime;
 pub mod safetensors_file;
 pub mod staging;
+pub mod target;
 pub mod tokenizer;
 pub mod trtllm;
 

@@ -348,8 +348,8 @@ fn print_report(r: &ConvertReport) {
 }
 
 fn run_run(args: RunArgs) -> anyhow::Result<()> {
-    use trtllm_minitron::run::inputs::{Prompt, parse_ids};
-    use trtllm_minitron::run::{Backend, RunOptions, read_prompts, run};
+    use trtllm_minitron::commands::run::inputs::{Prompt, parse_ids};
+    use trtllm_minitron::commands::run::{Backend, RunOptions, read_prompts, run};
     use trtllm_minitron::runtime::sampling::SamplingParams;
 
     let mut prompts = Vec::new();
@@ -410,7 +410,7 @@ fn run_run(args: RunArgs) -> anyhow::Result<()> {
 
 fn run_build(args: BuildArgs) -> anyhow::Result<()> {
     use std::sync::{Mutex, OnceLock};
-    use trtllm_minitron::build::{
+    use trtllm_minitron::engine_build::{
         BuildError, BuildObserver, BuildRequest, BuildStatus, BuilderStatus, Overrides,
     };
 
@@ -501,7 +501,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<()> {
         last: Mutex::new(None),
     };
     let what = args.profile.clone().or(args.model.clone()).unwrap_or_default();
-    let result = trtllm_minitron::build::build(&request, &observer, &STOP);
+    let result = trtllm_minitron::engine_build::build(&request, &observer, &STOP);
     if let Some(s) = observer.spinner.get() {
         s.finish_and_clear();
     }
@@ -582,7 +582,7 @@ fn run_build(args: BuildArgs) -> anyhow::Result<()> {
                     println!(
                         "convert       {}",
                         cmd.iter()
-                            .map(|a| trtllm_minitron::build::flags::shell_quote(a))
+                            .map(|a| trtllm_minitron::engine_build::flags::shell_quote(a))
                             .collect::<Vec<_>>()
                             .join(" ")
                     );
@@ -621,8 +621,8 @@ fn run_build(args: BuildArgs) -> anyhow::Result<()> {
 /// `check`: 0 when every case passed, 1 on a regression, 2 on a usage or
 /// infrastructure error (130 on Ctrl-C).
 fn run_check(args: CheckArgs) -> ExitCode {
-    use trtllm_minitron::check::{CheckOptions, check};
-    use trtllm_minitron::run::Backend;
+    use trtllm_minitron::commands::check::{CheckOptions, check};
+    use trtllm_minitron::commands::run::Backend;
 
     let model = args.model.clone().or(args.engine.clone()).unwrap_or_default();
     let options = CheckOptions {
@@ -693,7 +693,7 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
     } else {
         source::resolve(&args.path)?.dir
     };
-    let inspection = trtllm_minitron::inspect::inspect(&path)?;
+    let inspection = trtllm_minitron::commands::inspect::inspect(&path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {

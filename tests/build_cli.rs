@@ -278,7 +278,7 @@ fn builds_an_engine_shaped_directory_with_a_manifest() {
     assert!(m["durations"]["convert_seconds"].as_f64().is_some());
 
     // What run / the Executor bridge check before loading an engine.
-    let manifest = trtllm_minitron::build::manifest::BuildManifest::read(&dir).unwrap();
+    let manifest = trtllm_minitron::trtllm::build_manifest::BuildManifest::read(&dir).unwrap();
     assert!(manifest.check_runtime("sm80", "1.2.0").is_ok());
     let e = manifest.check_runtime("sm90", "1.2.0").unwrap_err();
     assert!(

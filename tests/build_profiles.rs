@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use trtllm_minitron::DType;
-use trtllm_minitron::build::flags::builder_args;
-use trtllm_minitron::build::profile::{self, KEYS, LoadedProfile, Merged, ModelFacts, Overrides};
+use trtllm_minitron::engine_build::flags::builder_args;
+use trtllm_minitron::engine_build::profile::{self, KEYS, LoadedProfile, Merged, ModelFacts, Overrides};
 use trtllm_minitron::hf::config::NemotronConfig;
 
 fn engines() -> PathBuf {

@@ -421,7 +421,7 @@ fn shipped_suites() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for name in ["demo-shakespeare.toml", "minitron-8b-base.toml"] {
         let path = root.join("tests/suites").join(name);
-        let suite = trtllm_minitron::check::suite::Suite::read(&path).unwrap();
+        let suite = trtllm_minitron::commands::check::suite::Suite::read(&path).unwrap();
         assert!(suite.cases.len() >= 5, "{name}");
         assert!(suite.speed.is_some(), "{name}");
     }

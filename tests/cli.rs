@@ -9,8 +9,8 @@ use common::*;
 use serde_json::{Value, json};
 use trtllm_minitron::convert::{ConvertOptions, convert};
 use trtllm_minitron::hf::source::ModelSource;
-use trtllm_minitron::manifest::{ConversionManifest, ConversionOptions};
 use trtllm_minitron::progress::Silent;
+use trtllm_minitron::trtllm::conversion_manifest::{ConversionManifest, ConversionOptions};
 use trtllm_minitron::trtllm::mapping::Parallelism;
 use trtllm_minitron::{DType, Error};
 

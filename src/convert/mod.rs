@@ -2,7 +2,6 @@
 //! directory (`config.json` + `rank{r}.safetensors`), streamed from memory-mapped
 //! inputs, ranks written in parallel, output staged and renamed into place.
 
-pub mod cast;
 pub mod rank_writer;
 
 use std::path::{Path, PathBuf};
@@ -17,10 +16,12 @@ use crate::hf::config::NemotronConfig;
 use crate::hf::layout::check_weights;
 use crate::hf::source::ModelSource;
 use crate::hf::weights::{WeightFormat, WeightStore};
-use crate::manifest::{self, ConversionManifest, ConversionOptions, FileRecord, SourceRecord};
 use crate::progress::Progress;
 use crate::staging::StagedDir;
 use crate::trtllm::config::TrtllmConfig;
+use crate::trtllm::conversion_manifest::{
+    self as manifest, ConversionManifest, ConversionOptions, FileRecord, SourceRecord,
+};
 use crate::trtllm::mapping::Parallelism;
 use crate::trtllm::plan::plan_ranks;
 use rank_writer::{RankSummary, write_rank};

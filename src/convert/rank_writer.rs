@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::DType;
 use crate::cancel::Cancel;
-use crate::convert::cast::append_converted;
+use crate::dtype::cast::append_converted;
 use crate::error::{Error, IoContext, Result};
 use crate::hf::weights::{TensorView, WeightStore};
 use crate::progress::Progress;

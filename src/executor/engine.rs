@@ -7,8 +7,8 @@ use super::api::ExecutorOptions;
 use super::backend::ExecutorBackend;
 use super::ffi::{self, TrtllmExecutor};
 use super::preflight::check_engine;
-use crate::build::gpu;
 use crate::error::{Error, Result};
+use crate::trtllm::gpu;
 
 /// The `awaitResponses` timeout: how long shutdown may wait for the router.
 const POLL: Duration = Duration::from_millis(100);

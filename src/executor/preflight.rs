@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::build::manifest::{BUILD_MANIFEST_FILE, BuildManifest};
 use crate::error::{Error, IoContext, Result};
+use crate::trtllm::build_manifest::{BUILD_MANIFEST_FILE, BuildManifest};
 
 /// What `run` needs to know about an engine.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,7 +18,7 @@ pub struct MatRef<'a> {
 
 /// Widens one stored row to f32.
 pub fn decode_row(src: &[u8], dtype: DType, out: &mut [f32]) {
-    crate::convert::cast::decode_to_f32(src, dtype, out);
+    crate::dtype::cast::decode_to_f32(src, dtype, out);
 }
 
 /// Output rows of W handled per task: enough work to amortise scheduling.
@@ -443,7 +443,7 @@ mod tests {
         let wf: Vec<f32> = (0..m * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
         for dtype in [DType::F32, DType::BF16, DType::F16] {
             let mut bytes = Vec::new();
-            crate::convert::cast::append_converted(
+            crate::dtype::cast::append_converted(
                 &wf.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
                 DType::F32,
                 dtype,

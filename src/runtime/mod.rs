@@ -6,4 +6,3 @@ pub mod generate;
 pub mod kernels;
 pub mod model;
 pub mod sampling;
-pub mod stop;

@@ -3,23 +3,22 @@
 
 pub mod inputs;
 pub mod output;
-pub mod resolve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::ConversionManifest;
 use crate::progress::Progress;
 use crate::runtime::backend::GenerationBackend;
 use crate::runtime::generate::{FinishReason, Request};
 use crate::runtime::model::Model;
 use crate::runtime::sampling::SamplingParams;
+use crate::target::{self, RunTarget};
 use crate::tokenizer::{TOKENIZER_FILE, Tokenizer};
+use crate::trtllm::conversion_manifest::ConversionManifest;
 use inputs::Prompt;
 use output::{JsonResult, TextStream, timings, write_logits};
-use resolve::RunTarget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -199,14 +198,14 @@ pub fn open_backend(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Result<Opened> {
-    let target = resolve::resolve(model, progress, stop)?;
+    let target = target::resolve(model, progress, stop)?;
     let checkpoint = match (&target, backend) {
         #[cfg(feature = "trtllm")]
         (RunTarget::Engine(dir), Backend::Trtllm | Backend::Auto) => {
             // The tokenizer beside the engine, else beside the checkpoint it was built from.
             let beside = match Tokenizer::find_beside(dir) {
                 Some(_) => dir.clone(),
-                None => crate::build::manifest::BuildManifest::read(dir)
+                None => crate::trtllm::build_manifest::BuildManifest::read(dir)
                     .map(|m| m.checkpoint.dir)
                     .unwrap_or_else(|_| dir.clone()),
             };
@@ -273,7 +272,7 @@ fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) 
                 return Err(Error::io(&p, std::io::Error::from(std::io::ErrorKind::NotFound)));
             }
             // A tokenizer beside a cached conversion is a copy of the model's own: name that.
-            let source_dir = (explicit.is_none() && checkpoint.starts_with(resolve::cache_root()))
+            let source_dir = (explicit.is_none() && checkpoint.starts_with(target::cache_root()))
                 .then(|| ConversionManifest::read(checkpoint).ok())
                 .flatten()
                 .map(|m| m.source.dir);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::profile::Profile;
 use super::toolchain::Toolchain;
-use crate::manifest::FileRecord;
+use crate::trtllm::conversion_manifest::FileRecord;
 
 /// The engine files, once valid.
 pub fn validate(

@@ -9,8 +9,6 @@
 pub mod checkpoint;
 pub mod error;
 pub mod flags;
-pub mod gpu;
-pub mod manifest;
 pub mod profile;
 pub mod runner;
 pub mod toolchain;
@@ -27,9 +25,11 @@ use crate::convert::TOKENIZER_FILES;
 use crate::error::{Error, IoContext};
 use crate::progress::{Progress, Silent};
 use crate::staging::StagedDir;
+use crate::trtllm::build_manifest::{
+    BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Wanted,
+};
+use crate::trtllm::gpu::{self, Gpu};
 pub use error::{BuildError, BuildResult};
-use gpu::Gpu;
-use manifest::{BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Wanted};
 pub use profile::Overrides;
 use profile::{LoadedProfile, Merged, Profile};
 pub use runner::BuilderStatus;
@@ -332,9 +332,9 @@ pub fn build(
         total_seconds: started.elapsed().as_secs_f64(),
     };
     let manifest = BuildManifest {
-        tool: crate::manifest::TOOL.into(),
+        tool: crate::trtllm::conversion_manifest::TOOL.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        created_unix: crate::manifest::now_unix(),
+        created_unix: crate::trtllm::conversion_manifest::now_unix(),
         profile: profile_record,
         model: model_record,
         checkpoint: record,

@@ -12,10 +12,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::hf::config::NemotronConfig;
 use crate::hf::layout::check_weights;
 use crate::hf::weights::WeightStore;
-use crate::manifest::{ConversionManifest, MANIFEST_FILE};
 use crate::safetensors_file::read_header;
 use crate::tokenizer::TokenizerInfo;
 use crate::trtllm::config::ConfigKind;
+use crate::trtllm::conversion_manifest::{ConversionManifest, MANIFEST_FILE};
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -78,7 +78,7 @@ pub struct EngineSummary {
     pub missing_ranks: Vec<usize>,
     pub bytes: u64,
     /// Written by `trtllm-minitron build`: profile, checkpoint, versions, GPU, command.
-    pub build_manifest: Option<Box<crate::build::manifest::BuildManifest>>,
+    pub build_manifest: Option<Box<crate::trtllm::build_manifest::BuildManifest>>,
     /// The tokenizer `run` would use (tokenizer.json, else tokenizer.model).
     pub tokenizer: Option<TokenizerInfo>,
 }
@@ -216,7 +216,7 @@ fn inspect_engine(path: &Path, config: &Value) -> Result<EngineSummary> {
     let pretrained = config.get("pretrained_config").cloned().unwrap_or(Value::Null);
     let world = world_size(&pretrained);
     let (ranks, missing_ranks) = rank_files(path, world, "engine", false)?;
-    let build_manifest = crate::build::manifest::BuildManifest::read(path)
+    let build_manifest = crate::trtllm::build_manifest::BuildManifest::read(path)
         .ok()
         .map(Box::new);
     Ok(EngineSummary {
@@ -509,7 +509,7 @@ fn write_engine_build(f: &mut fmt::Formatter<'_>, s: &EngineSummary) -> fmt::Res
     let command = m
         .command
         .split_first()
-        .map(|(prog, args)| crate::build::flags::shell_line(prog, args))
+        .map(|(prog, args)| crate::engine_build::flags::shell_line(prog, args))
         .unwrap_or_default();
     writeln!(f, "  command     {command}")
 }

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::CheckpointRecord;
-use super::flags;
 use super::gpu::Gpu;
-use super::profile::Profile;
-use super::toolchain::Toolchain;
+use crate::engine_build::checkpoint::CheckpointRecord;
+use crate::engine_build::flags;
+use crate::engine_build::profile::Profile;
+use crate::engine_build::toolchain::Toolchain;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::FileRecord;
+use crate::trtllm::conversion_manifest::FileRecord;
 
 pub const BUILD_MANIFEST_FILE: &str = "trtllm-minitron-build.json";
 /// trtllm-build's output, kept beside the engine.

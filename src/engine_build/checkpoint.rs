@@ -16,10 +16,10 @@ use crate::convert::{ConvertOptions, convert, open_source};
 use crate::error::{Error, IoContext};
 use crate::hf::config::NemotronConfig;
 use crate::hf::source::{self, ModelSource};
-use crate::manifest::{ConversionManifest, ConversionOptions};
 use crate::progress::Progress;
-use crate::run::resolve::{FNV_OFFSET, cache_dir_for, fnv1a};
+use crate::target::{FNV_OFFSET, cache_dir_for, fnv1a};
 use crate::trtllm::config::{ConfigKind, TrtllmConfig};
+use crate::trtllm::conversion_manifest::{ConversionManifest, ConversionOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -12,9 +12,9 @@ use crate::DType;
 use crate::convert::{ConvertOptions, convert, open_source};
 use crate::error::{Error, IoContext, Result};
 use crate::hf::source::{self, ModelSource};
-use crate::manifest::{ConversionManifest, ConversionOptions};
 use crate::progress::Progress;
 use crate::trtllm::config::ConfigKind;
+use crate::trtllm::conversion_manifest::{ConversionManifest, ConversionOptions};
 use crate::trtllm::mapping::Parallelism;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,7 @@
 //! Floating-point element types that checkpoints store, and exact casts between them.
 
+pub mod cast;
+
 use serde::{Deserialize, Serialize};
 
 /// A tensor element type this tool reads and writes.

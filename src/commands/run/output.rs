@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::DType;
 use crate::error::{Error, IoContext, Result};
+use crate::generation::stop::StopMatcher;
 use crate::runtime::generate::{FinishReason, Generated};
-use crate::runtime::stop::StopMatcher;
 use crate::safetensors_file::build_header;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 

@@ -16,15 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::DType;
-use crate::build::manifest::BuildManifest;
+use crate::commands::run::{Backend, open_backend};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
-use crate::run::resolve::{self, RunTarget};
-use crate::run::{Backend, open_backend};
 use crate::runtime::backend::GenerationBackend;
 use crate::runtime::generate::{Generated, Request};
 use crate::runtime::model::Model;
+use crate::target::{self, RunTarget};
 use crate::tokenizer::Tokenizer;
+use crate::trtllm::build_manifest::BuildManifest;
 use compare::{Run, SpeedMeasurement, SpeedSample, Status, Verdict};
 use report::{CaseResult, CheckReport};
 use suite::{Case, CaseInput, Expect, SpeedSpec, Suite};
@@ -68,7 +68,7 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress, stop: &AtomicBool) ->
     let reference_dir = if opts.against_reference {
         Some(match &opts.reference_checkpoint {
             Some(dir) => dir.clone(),
-            None => match resolve::resolve(&opts.model, progress, stop)? {
+            None => match target::resolve(&opts.model, progress, stop)? {
                 RunTarget::Checkpoint(dir) => dir,
                 RunTarget::Engine(dir) => BuildManifest::read(&dir)?.checkpoint.dir,
             },

@@ -1,0 +1,3 @@
+//! The generation interface both runtimes implement.
+
+pub mod stop;
