@@ -83,9 +83,6 @@ pub enum Error {
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
 
-    #[error(transparent)]
-    Sampling(#[from] crate::runtime::sampling::SamplingError),
-
     #[error("interrupted; no output was written")]
     Interrupted,
 }

@@ -350,7 +350,7 @@ fn print_report(r: &ConvertReport) {
 fn run_run(args: RunArgs) -> anyhow::Result<()> {
     use trtllm_minitron::commands::run::inputs::{Prompt, parse_ids};
     use trtllm_minitron::commands::run::{Backend, RunOptions, read_prompts, run};
-    use trtllm_minitron::runtime::sampling::SamplingParams;
+    use trtllm_minitron::generation::SamplingParams;
 
     let mut prompts = Vec::new();
     for p in &args.prompts {

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use trtllm_minitron::executor::backend::ExecutorBackend;
 use trtllm_minitron::executor::stand_in::{LibraryDecoding, StandInExecutor, scripted_log_prob};
-use trtllm_minitron::runtime::backend::GenerationBackend;
-use trtllm_minitron::runtime::generate::{FinishReason, Request};
-use trtllm_minitron::runtime::sampling::SamplingParams;
+use trtllm_minitron::generation::{FinishReason, Flow, GenerationBackend, Request, SamplingParams};
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -54,9 +52,9 @@ fn several_prompts_are_enqueued_together_and_streamed() {
     let out = backend
         .generate(
             &requests,
-            &mut |i, t| {
-                seen[i].push(t);
-                true
+            &mut |e| {
+                seen[e.request].push(e.token);
+                Flow::Continue
             },
             &stop,
         )
@@ -85,7 +83,17 @@ fn a_caller_stop_cancels_that_request_mid_stream() {
     let requests = vec![request(&[1], 50), request(&[30], 3)];
     let stop = AtomicBool::new(false);
     let out = backend
-        .generate(&requests, &mut |i, t| !(i == 0 && t == 4), &stop)
+        .generate(
+            &requests,
+            &mut |e| {
+                if e.request == 0 && e.token == 4 {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            },
+            &stop,
+        )
         .unwrap();
     assert_eq!(out[0].output_ids, vec![2, 3, 4]);
     assert_eq!(out[0].finish_reason, Some(FinishReason::Stop));
@@ -104,12 +112,12 @@ fn ctrl_c_cancels_every_unfinished_request() {
     let out = backend
         .generate(
             &requests,
-            &mut |_, _| {
+            &mut |_| {
                 count += 1;
                 if count == 5 {
                     stop.store(true, Ordering::Relaxed);
                 }
-                true
+                Flow::Continue
             },
             &stop,
         )
@@ -139,9 +147,9 @@ fn an_error_for_one_prompt_names_it_and_lets_the_others_finish() {
     let err = backend
         .generate(
             &requests,
-            &mut |i, _| {
-                finished.push(i);
-                true
+            &mut |e| {
+                finished.push(e.request);
+                Flow::Continue
             },
             &stop,
         )
@@ -164,7 +172,7 @@ fn logits_are_returned_without_the_vocabulary_padding() {
     r.want_context_logits = true;
     r.want_generation_logits = true;
     let stop = AtomicBool::new(false);
-    let out = backend.generate(&[r], &mut |_, _| true, &stop).unwrap();
+    let out = backend.generate(&[r], &mut |_| Flow::Continue, &stop).unwrap();
     let g = &out[0];
     assert_eq!(g.output_ids, vec![5, 6]);
     assert_eq!(g.context_logits.len(), 2);
@@ -181,7 +189,7 @@ fn a_silent_executor_times_out_with_a_clear_error() {
     backend.response_timeout = Duration::from_millis(200);
     let stop = AtomicBool::new(false);
     let err = backend
-        .generate(&[request(&[1], 4)], &mut |_, _| true, &stop)
+        .generate(&[request(&[1], 4)], &mut |_| Flow::Continue, &stop)
         .unwrap_err()
         .to_string();
     assert!(err.contains("no response"), "{err}");
@@ -195,7 +203,7 @@ fn an_enqueue_failure_is_an_error() {
     let backend = ExecutorBackend::new(Arc::clone(&api), 64, None, POLL);
     let stop = AtomicBool::new(false);
     let err = backend
-        .generate(&[request(&[1], 4)], &mut |_, _| true, &stop)
+        .generate(&[request(&[1], 4)], &mut |_| Flow::Continue, &stop)
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot enqueue prompt 0"), "{err}");
@@ -243,7 +251,7 @@ fn temperature_sampling_is_not_turned_into_greedy_by_the_library_defaults() {
         ..SamplingParams::default()
     };
     let stop = AtomicBool::new(false);
-    let out = backend.generate(&[r], &mut |_, _| true, &stop).unwrap();
+    let out = backend.generate(&[r], &mut |_| Flow::Continue, &stop).unwrap();
     assert_eq!(out[0].output_ids, vec![105, 106, 107]);
     let (_, spec) = &api.enqueued()[0];
     let d = LibraryDecoding::of(spec);
@@ -277,7 +285,7 @@ fn every_decoding_option_is_set_explicitly() {
     };
     let stop = AtomicBool::new(false);
     backend
-        .generate(&[request(&[5], 2), sampled], &mut |_, _| true, &stop)
+        .generate(&[request(&[5], 2), sampled], &mut |_| Flow::Continue, &stop)
         .unwrap();
     for (_, s) in api.enqueued() {
         let options = [
@@ -313,7 +321,7 @@ fn a_decoding_option_the_library_refuses_is_refused_before_enqueueing() {
     };
     let stop = AtomicBool::new(false);
     let err = backend
-        .generate(&[r], &mut |_, _| true, &stop)
+        .generate(&[r], &mut |_| Flow::Continue, &stop)
         .unwrap_err()
         .to_string();
     assert!(err.contains("prompt 0") && err.contains("--top-k 5000"), "{err}");
@@ -330,7 +338,9 @@ fn cumulative_log_probs_are_not_duplicated() {
     let mut eos = request(&[0, 9], 8);
     eos.want_logprobs = true;
     let stop = AtomicBool::new(false);
-    let out = backend.generate(&[r, eos], &mut |_, _| true, &stop).unwrap();
+    let out = backend
+        .generate(&[r, eos], &mut |_| Flow::Continue, &stop)
+        .unwrap();
     let expected: Vec<f32> = (0..3).map(scripted_log_prob).collect();
     assert_eq!(out[0].output_ids, vec![4, 5, 6]);
     assert_eq!(out[0].logprobs, expected);
@@ -346,7 +356,13 @@ fn log_probs_stop_with_a_caller_stop() {
     let mut r = request(&[1], 50);
     r.want_logprobs = true;
     let stop = AtomicBool::new(false);
-    let out = backend.generate(&[r], &mut |_, t| t != 3, &stop).unwrap();
+    let out = backend
+        .generate(
+            &[r],
+            &mut |e| if e.token == 3 { Flow::Stop } else { Flow::Continue },
+            &stop,
+        )
+        .unwrap();
     assert_eq!(out[0].output_ids, vec![2, 3]);
     assert_eq!(out[0].logprobs.len(), 2);
 }
@@ -360,9 +376,9 @@ fn the_end_token_the_library_leaves_out_is_returned_as_the_reference_does() {
     let out = backend
         .generate(
             &[request(&[0, 9], 8)],
-            &mut |_, t| {
-                seen.push(t);
-                true
+            &mut |e| {
+                seen.push(e.token);
+                Flow::Continue
             },
             &stop,
         )
@@ -381,7 +397,7 @@ fn context_logits_from_an_engine_that_does_not_gather_them_are_refused_before_en
     r.want_context_logits = true;
     let stop = AtomicBool::new(false);
     let err = backend
-        .generate(&[r], &mut |_, _| true, &stop)
+        .generate(&[r], &mut |_| Flow::Continue, &stop)
         .unwrap_err()
         .to_string();
     assert!(

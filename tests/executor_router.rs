@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use trtllm_minitron::executor::api::{LogitsDType, RawLogits, RequestSpec};
 use trtllm_minitron::executor::router::{Event, Router, WaitError};
 use trtllm_minitron::executor::stand_in::{StandInExecutor, error, last, step};
-use trtllm_minitron::runtime::generate::FinishReason;
+use trtllm_minitron::generation::FinishReason;
 
 const POLL: Duration = Duration::from_millis(20);
 const WAIT: Duration = Duration::from_secs(5);

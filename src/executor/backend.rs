@@ -13,8 +13,7 @@ use super::api::ExecutorApi;
 use super::mapping::{decode_logits, request_spec};
 use super::router::{Event, Router};
 use crate::error::{Error, Result};
-use crate::runtime::backend::GenerationBackend;
-use crate::runtime::generate::{FinishReason, Generated, Request};
+use crate::generation::{FinishReason, Flow, Generated, GenerationBackend, Request, TokenEvent};
 
 /// How long `generate` sleeps between looks at the Ctrl-C flag.
 const WAKE: Duration = Duration::from_millis(50);
@@ -75,7 +74,7 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
     fn generate(
         &self,
         requests: &[Request],
-        on_token: &mut dyn FnMut(usize, u32) -> bool,
+        on_token: &mut dyn FnMut(TokenEvent) -> Flow,
         cancel: &AtomicBool,
     ) -> Result<Vec<Generated>> {
         if requests.iter().any(|r| r.want_context_logits) && !self.context_logits_gathered {
@@ -190,7 +189,7 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
             let mut stopped = false;
             for &token in &tokens {
                 out.output_ids.push(token);
-                if !on_token(i, token) {
+                if on_token(TokenEvent { request: i, token }) == Flow::Stop {
                     stopped = true;
                     break;
                 }

@@ -5,8 +5,7 @@
 use half::{bf16, f16};
 
 use super::api::{LogitsDType, RawLogits, RawResponse, RequestSpec};
-use crate::runtime::generate::{FinishReason, Request};
-use crate::runtime::sampling::SamplingParams;
+use crate::generation::{FinishReason, Request, SamplingParams};
 
 /// TensorRT-LLM's `executor::FinishReason`, by value (types.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,54 +5,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::error::{Error, Result};
+use crate::generation::{FinishReason, Flow, Generated, Request, TokenEvent};
 use crate::runtime::model::{KvCache, Model, Row};
-use crate::runtime::sampling::{Sampler, SamplingParams};
-
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub input_ids: Vec<u32>,
-    pub max_new_tokens: usize,
-    pub sampling: SamplingParams,
-    /// Generation ends after this token, unless `None` (e.g. `--ignore-eos`).
-    pub end_id: Option<u32>,
-    pub want_context_logits: bool,
-    pub want_generation_logits: bool,
-    /// Report the log-probability of each generated token ([`Generated::logprobs`]).
-    pub want_logprobs: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// `max_new_tokens` reached (or the model's maximum length).
-    Length,
-    /// The end token was generated.
-    EndId,
-    /// The caller stopped it (a stop string).
-    Stop,
-    /// Ctrl-C.
-    Cancelled,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Generated {
-    /// Generated tokens only (an end token included, as transformers does).
-    pub output_ids: Vec<u32>,
-    pub finish_reason: Option<FinishReason>,
-    /// `[n_input][vocab]` when asked for.
-    pub context_logits: Vec<Vec<f32>>,
-    /// `[n_new][vocab]` when asked for: the distribution each token was drawn from.
-    pub generation_logits: Vec<Vec<f32>>,
-    /// When asked for: the log-probability of each generated token under the distribution
-    /// it was drawn from ([`crate::runtime::sampling::Sampler::log_prob`]), except a final
-    /// end token, for which TensorRT-LLM reports none (both backends agree).
-    pub logprobs: Vec<f32>,
-    pub prefill_seconds: f64,
-    pub decode_seconds: f64,
-}
+use crate::runtime::sampling::Sampler;
 
 struct Active {
     index: usize,
@@ -60,13 +16,12 @@ struct Active {
     history: Vec<u32>,
 }
 
-/// Runs every request to completion. `on_token(request, token)` is called for
-/// each new token as soon as it exists; returning `false` stops that request
-/// with `FinishReason::Stop`.
+/// Runs every request to completion. `on_token` sees each new token as soon as
+/// it exists; [`Flow::Stop`] stops that request with `FinishReason::Stop`.
 pub fn generate(
     model: &Model,
     requests: &[Request],
-    on_token: &mut dyn FnMut(usize, u32) -> bool,
+    on_token: &mut dyn FnMut(TokenEvent) -> Flow,
     cancel: &AtomicBool,
 ) -> Result<Vec<Generated>> {
     let max_pos = model.config.max_position_embeddings;
@@ -152,8 +107,11 @@ pub fn generate(
             }
             out.output_ids.push(token);
             a.history.push(token);
-            let keep_going = on_token(a.index, token);
-            out.finish_reason = if !keep_going {
+            let flow = on_token(TokenEvent {
+                request: a.index,
+                token,
+            });
+            out.finish_reason = if flow == Flow::Stop {
                 Some(FinishReason::Stop)
             } else if Some(token) == r.end_id {
                 Some(FinishReason::EndId)

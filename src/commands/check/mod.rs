@@ -18,9 +18,9 @@ use std::time::Instant;
 use crate::DType;
 use crate::commands::run::{Backend, open_backend};
 use crate::error::{Error, IoContext, Result};
+use crate::generation::GenerationBackend;
+use crate::generation::{Flow, Generated, Request};
 use crate::progress::Progress;
-use crate::runtime::backend::GenerationBackend;
-use crate::runtime::generate::{Generated, Request};
 use crate::runtime::model::Model;
 use crate::target::{self, RunTarget};
 use crate::tokenizer::Tokenizer;
@@ -340,7 +340,7 @@ fn request_for(
 }
 
 fn generate_one(backend: &dyn GenerationBackend, request: &Request, stop: &AtomicBool) -> Result<Generated> {
-    let mut out = backend.generate(std::slice::from_ref(request), &mut |_, _| true, stop)?;
+    let mut out = backend.generate(std::slice::from_ref(request), &mut |_| Flow::Continue, stop)?;
     if stop.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
@@ -371,9 +371,9 @@ pub fn measure_speed(
         let mut first = None;
         let out = backend.generate(
             std::slice::from_ref(&request),
-            &mut |_, _| {
+            &mut |_| {
                 first.get_or_insert_with(|| t0.elapsed());
-                true
+                Flow::Continue
             },
             stop,
         )?;

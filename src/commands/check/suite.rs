@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::DType;
-use crate::runtime::sampling::SamplingParams;
+use crate::generation::SamplingParams;
 
 /// Default `max_new_tokens` when neither the case nor the suite sets one.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;

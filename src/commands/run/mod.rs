@@ -9,16 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
+use crate::generation::GenerationBackend;
+use crate::generation::SamplingParams;
+use crate::generation::text::TextStream;
+use crate::generation::{FinishReason, Flow, Request};
 use crate::progress::Progress;
-use crate::runtime::backend::GenerationBackend;
-use crate::runtime::generate::{FinishReason, Request};
 use crate::runtime::model::Model;
-use crate::runtime::sampling::SamplingParams;
 use crate::target::{self, RunTarget};
 use crate::tokenizer::{TOKENIZER_FILE, Tokenizer};
 use crate::trtllm::conversion_manifest::ConversionManifest;
 use inputs::Prompt;
-use output::{JsonResult, TextStream, timings, write_logits};
+use output::{JsonResult, timings, write_logits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -105,19 +106,23 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
     let mut failure: Option<Error> = None;
     let results = backend.generate(
         &requests,
-        &mut |i, token| {
-            let stream = &mut streams[i];
-            match stream.push(token) {
+        &mut |event| {
+            let stream = &mut streams[event.request];
+            match stream.push(event.token) {
                 Ok(text) => {
                     if streaming && !text.is_empty() {
                         let _ = out.write_all(text.as_bytes());
                         let _ = out.flush();
                     }
-                    !stream.stopped
+                    if stream.stopped {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
                 }
                 Err(e) => {
                     failure.get_or_insert(e);
-                    false
+                    Flow::Stop
                 }
             }
         },

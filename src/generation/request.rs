@@ -1,0 +1,48 @@
+//! What one generation asks for and what it gives back, the same for every backend.
+
+use serde::Serialize;
+
+use super::SamplingParams;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub input_ids: Vec<u32>,
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation ends after this token, unless `None` (e.g. `--ignore-eos`).
+    pub end_id: Option<u32>,
+    pub want_context_logits: bool,
+    pub want_generation_logits: bool,
+    /// Report the log-probability of each generated token ([`Generated::logprobs`]).
+    pub want_logprobs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// `max_new_tokens` reached (or the model's maximum length).
+    Length,
+    /// The end token was generated.
+    EndId,
+    /// The caller stopped it (a stop string).
+    Stop,
+    /// Ctrl-C.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// Generated tokens only (an end token included, as transformers does).
+    pub output_ids: Vec<u32>,
+    pub finish_reason: Option<FinishReason>,
+    /// `[n_input][vocab]` when asked for.
+    pub context_logits: Vec<Vec<f32>>,
+    /// `[n_new][vocab]` when asked for: the distribution each token was drawn from.
+    pub generation_logits: Vec<Vec<f32>>,
+    /// When asked for: the log-probability of each generated token under the distribution
+    /// it was drawn from ([`crate::runtime::sampling::Sampler::log_prob`]), except a final
+    /// end token, for which TensorRT-LLM reports none (both backends agree).
+    pub logprobs: Vec<f32>,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+}
