@@ -12,6 +12,7 @@ pub mod error;
 pub mod executor;
 pub mod generation;
 pub mod hf;
+pub mod json_file;
 pub mod progress;
 pub mod runtime;
 pub mod safetensors_file;

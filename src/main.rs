@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use trtllm_minitron::convert::{ConvertOptions, ConvertReport, convert};
 use trtllm_minitron::hf::source;
 use trtllm_minitron::progress::{Progress, Silent};
+use trtllm_minitron::target::BackendChoice;
 use trtllm_minitron::trtllm::mapping::Parallelism;
 use trtllm_minitron::{DType, Error};
 
@@ -103,7 +104,7 @@ struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     suite: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendArg,
+    backend: BackendChoice,
     /// Compare with the CPU reference runtime over the same checkpoint instead of recorded expectations.
     #[arg(long, value_name = "BACKEND", value_parser = ["reference"], conflicts_with_all = ["record", "record_speed"])]
     against: Option<String>,
@@ -192,7 +193,7 @@ struct RunArgs {
     #[arg(long, value_name = "IDS")]
     input_ids: Vec<String>,
     #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendArg,
+    backend: BackendChoice,
     /// tokenizer.json or SentencePiece tokenizer.model (or their directory) [default: beside the model].
     #[arg(long, value_name = "PATH")]
     tokenizer: Option<PathBuf>,
@@ -229,13 +230,6 @@ struct RunArgs {
     /// Write context and generation logits (float32) to this safetensors file.
     #[arg(long, value_name = "FILE")]
     output_logits: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum BackendArg {
-    Reference,
-    Trtllm,
-    Auto,
 }
 
 #[derive(Args)]
@@ -349,7 +343,7 @@ fn print_report(r: &ConvertReport) {
 
 fn run_run(args: RunArgs) -> anyhow::Result<()> {
     use trtllm_minitron::commands::run::inputs::{Prompt, parse_ids};
-    use trtllm_minitron::commands::run::{Backend, RunOptions, read_prompts, run};
+    use trtllm_minitron::commands::run::{RunOptions, read_prompts, run};
     use trtllm_minitron::generation::SamplingParams;
 
     let mut prompts = Vec::new();
@@ -376,11 +370,7 @@ fn run_run(args: RunArgs) -> anyhow::Result<()> {
     };
     let options = RunOptions {
         model: args.model.clone(),
-        backend: match args.backend {
-            BackendArg::Reference => Backend::Reference,
-            BackendArg::Trtllm => Backend::Trtllm,
-            BackendArg::Auto => Backend::Auto,
-        },
+        backend: args.backend,
         prompts,
         tokenizer: args.tokenizer,
         max_new_tokens: args.max_new_tokens,
@@ -622,16 +612,11 @@ fn run_build(args: BuildArgs) -> anyhow::Result<()> {
 /// infrastructure error (130 on Ctrl-C).
 fn run_check(args: CheckArgs) -> ExitCode {
     use trtllm_minitron::commands::check::{CheckOptions, check};
-    use trtllm_minitron::commands::run::Backend;
 
     let model = args.model.clone().or(args.engine.clone()).unwrap_or_default();
     let options = CheckOptions {
         model: model.clone(),
-        backend: match args.backend {
-            BackendArg::Reference => Backend::Reference,
-            BackendArg::Trtllm => Backend::Trtllm,
-            BackendArg::Auto => Backend::Auto,
-        },
+        backend: args.backend,
         suite: args.suite.clone(),
         tokenizer: args.tokenizer.clone(),
         against_reference: args.against.is_some(),

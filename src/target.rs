@@ -1,86 +1,49 @@
-//! What `--model` names for `run`: a TensorRT-LLM checkpoint (used as is), an
-//! engine directory, or a Hugging Face model (directory or cached hub id),
-//! converted once into a cache directory keyed by source and options and
-//! reused while its manifest says it is fresh.
+//! What a `--model` argument names, and opening it for generation: a
+//! TensorRT-LLM checkpoint (used as is), an engine directory, or a Hugging
+//! Face model (directory or cached hub id), converted once into the
+//! conversion cache and reused while fresh. `run` and `check` (and a server)
+//! open their backend here.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use serde_json::Value;
-
-use crate::DType;
-use crate::convert::{ConvertOptions, convert, open_source};
-use crate::error::{Error, IoContext, Result};
+use crate::convert::{cache, open_source};
+use crate::error::{Error, Result};
+use crate::generation::GenerationBackend;
 use crate::hf::source::{self, ModelSource};
 use crate::progress::Progress;
-use crate::trtllm::config::ConfigKind;
+use crate::runtime::model::Model;
+use crate::tokenizer::{TOKENIZER_FILE, Tokenizer};
+use crate::trtllm::config::{ConfigKind, DirConfig};
 use crate::trtllm::conversion_manifest::{ConversionManifest, ConversionOptions};
 use crate::trtllm::mapping::Parallelism;
 
+/// The directory a model argument comes down to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RunTarget {
+pub enum Target {
     Checkpoint(PathBuf),
     Engine(PathBuf),
 }
 
-/// What a directory's config.json says it is.
-fn kind_of(dir: &Path) -> Result<ConfigKind> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).at(&path)?;
-    let v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(ConfigKind::of(&v))
+/// `--backend`: which generation backend runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU reference runtime (Hugging Face models and checkpoints).
+    Reference,
+    /// TensorRT-LLM's Executor (engines; needs --features trtllm).
+    Trtllm,
+    /// Engines on TensorRT-LLM, everything else on the reference runtime.
+    Auto,
 }
 
-/// The cache root: `TRTLLM_MINITRON_CACHE`, else `$XDG_CACHE_HOME/trtllm-minitron`,
-/// else `~/.cache/trtllm-minitron`.
-pub fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TRTLLM_MINITRON_CACHE").filter(|v| !v.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("trtllm-minitron")
-}
-
-/// FNV-1a offset basis: the starting value of [`fnv1a`].
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a, continued from `h`: stable across Rust releases (std's hasher is
-/// not), for cache directory names and fingerprints.
-pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// The conversion cache directory for (source, dtype, tp, pp), shared by `run`
-/// and `build` so either reuses the other's conversion.
-pub fn cache_dir_for(src: &ModelSource, dtype: DType, par: Parallelism) -> Result<PathBuf> {
-    let canonical = std::fs::canonicalize(&src.dir).at(&src.dir)?;
-    let key = format!("{}|{}|tp{}|pp{}", canonical.display(), dtype, par.tp, par.pp);
-    let name = canonical
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(cache_root()
-        .join("checkpoints")
-        .join(format!("{name}-{:016x}", fnv1a(FNV_OFFSET, key.as_bytes()))))
-}
-
-pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result<RunTarget> {
+pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result<Target> {
     let src = source::resolve(spec)?;
-    match kind_of(&src.dir)? {
-        ConfigKind::Checkpoint => Ok(RunTarget::Checkpoint(src.dir)),
-        ConfigKind::Engine => Ok(RunTarget::Engine(src.dir)),
+    match DirConfig::read(&src.dir)?.kind {
+        ConfigKind::Checkpoint => Ok(Target::Checkpoint(src.dir)),
+        ConfigKind::Engine => Ok(Target::Engine(src.dir)),
         // Anything else is read as a Hugging Face config, whose parser names what is wrong.
         ConfigKind::HuggingFace | ConfigKind::Unknown => {
-            converted_checkpoint(&src, progress, stop).map(RunTarget::Checkpoint)
+            converted_checkpoint(&src, progress, stop).map(Target::Checkpoint)
         }
     }
 }
@@ -89,24 +52,121 @@ pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result
 /// made or refreshed as needed.
 fn converted_checkpoint(src: &ModelSource, progress: &dyn Progress, stop: &AtomicBool) -> Result<PathBuf> {
     let checked = open_source(src)?;
-    let options = ConversionOptions {
-        dtype: checked.dtype,
-        tp_size: 1,
-        pp_size: 1,
+    let options = ConversionOptions::new(checked.dtype, Parallelism { tp: 1, pp: 1 });
+    let entry = cache::lookup(src, options)?;
+    cache::ensure(&checked, &entry, progress, stop)?;
+    Ok(entry.dir)
+}
+
+/// A backend ready to generate, with what it runs and its tokenizer: what `run` and
+/// `check` both open from a `--model` argument.
+pub struct Opened {
+    pub backend: Box<dyn GenerationBackend>,
+    /// The TensorRT-LLM checkpoint the backend runs.
+    pub checkpoint: PathBuf,
+    pub tokenizer: Option<Tokenizer>,
+}
+
+/// Resolves `model` (Hugging Face model, checkpoint or engine, as `run --model` takes)
+/// and opens it on `backend`, with the tokenizer at `tokenizer` (a file or its
+/// directory) or else tokenizer.json beside the checkpoint; `needs_tokenizer` makes
+/// a missing one an error.
+pub fn open_backend(
+    model: &str,
+    backend: BackendChoice,
+    tokenizer: Option<&Path>,
+    needs_tokenizer: bool,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<Opened> {
+    let target = resolve(model, progress, stop)?;
+    let checkpoint = match (&target, backend) {
+        #[cfg(feature = "trtllm")]
+        (Target::Engine(dir), BackendChoice::Trtllm | BackendChoice::Auto) => {
+            // The tokenizer beside the engine, else beside the checkpoint it was built from.
+            let beside = match Tokenizer::find_beside(dir) {
+                Some(_) => dir.clone(),
+                None => crate::trtllm::build_manifest::BuildManifest::read(dir)
+                    .map(|m| m.checkpoint.dir)
+                    .unwrap_or_else(|_| dir.clone()),
+            };
+            let tokenizer = load_tokenizer(tokenizer, needs_tokenizer, &beside)?;
+            let engine = crate::executor::engine::open_engine(dir)?;
+            return Ok(Opened {
+                backend: Box::new(engine),
+                checkpoint: dir.clone(),
+                tokenizer,
+            });
+        }
+        #[cfg(feature = "trtllm")]
+        (Target::Engine(dir), BackendChoice::Reference) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: the reference backend runs Hugging Face models and TensorRT-LLM checkpoints, \
+                 not engines: use --backend trtllm (or auto)",
+                dir.display()
+            )));
+        }
+        #[cfg(feature = "trtllm")]
+        (Target::Checkpoint(dir), BackendChoice::Trtllm) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: --backend trtllm runs engine directories, and this is a checkpoint: \
+                 build an engine from it with `trtllm-minitron build`, or use --backend reference",
+                dir.display()
+            )));
+        }
+        #[cfg(not(feature = "trtllm"))]
+        (Target::Engine(dir), _) | (Target::Checkpoint(dir), BackendChoice::Trtllm) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: running {} needs the TensorRT-LLM backend, which this build does not include \
+                 (rebuild with --features trtllm on a machine with TensorRT-LLM); \
+                 the reference backend runs Hugging Face models and TensorRT-LLM checkpoints",
+                dir.display(),
+                if matches!(target, Target::Engine(_)) {
+                    "an engine"
+                } else {
+                    "--backend trtllm"
+                }
+            )));
+        }
+        (Target::Checkpoint(dir), BackendChoice::Reference | BackendChoice::Auto) => dir.clone(),
     };
-    let dir = cache_dir_for(src, checked.dtype, Parallelism { tp: 1, pp: 1 })?;
-    if let Ok(manifest) = ConversionManifest::read(&dir)
-        && manifest.staleness(&src.dir, options).is_none()
-    {
-        return Ok(dir);
+    let tokenizer = load_tokenizer(tokenizer, needs_tokenizer, &checkpoint)?;
+    let model = Model::open(&checkpoint)?;
+    Ok(Opened {
+        backend: Box::new(model),
+        checkpoint,
+        tokenizer,
+    })
+}
+
+/// `--tokenizer`, else the tokenizer beside the checkpoint (tokenizer.json, else a
+/// SentencePiece tokenizer.model); required only for text prompts.
+fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) -> Result<Option<Tokenizer>> {
+    let path = match explicit {
+        Some(p) if p.is_dir() => Some(Tokenizer::find_beside(p).unwrap_or_else(|| p.join(TOKENIZER_FILE))),
+        Some(p) => Some(p.to_path_buf()),
+        None => Tokenizer::find_beside(checkpoint),
+    };
+    match path {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::io(&p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+            // A tokenizer beside a cached conversion is a copy of the model's own: name that.
+            let source_dir = (explicit.is_none() && checkpoint.starts_with(cache::cache_root()))
+                .then(|| ConversionManifest::read(checkpoint).ok())
+                .flatten()
+                .map(|m| m.source.dir);
+            Ok(Some(Tokenizer::from_file(&p).map_err(|e| match &source_dir {
+                Some(dir) => e.in_dir(dir),
+                None => e,
+            })?))
+        }
+        None if needs_text => Err(Error::InvalidInput(format!(
+            "text prompts need a tokenizer, but there is no tokenizer.json or tokenizer.model in {} \
+             (pass --tokenizer PATH, or give token ids with --input-ids)",
+            checkpoint.display()
+        ))),
+        None => Ok(None),
     }
-    drop(checked);
-    let opts = ConvertOptions {
-        dtype: None,
-        parallelism: Parallelism { tp: 1, pp: 1 },
-        force: true,
-        jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(2),
-    };
-    convert(src, &dir, &opts, progress, stop)?;
-    Ok(dir)
 }

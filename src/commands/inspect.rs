@@ -14,7 +14,7 @@ use crate::hf::layout::check_weights;
 use crate::hf::weights::WeightStore;
 use crate::safetensors_file::read_header;
 use crate::tokenizer::TokenizerInfo;
-use crate::trtllm::config::ConfigKind;
+use crate::trtllm::config::{CONFIG_FILE, ConfigKind, DirConfig};
 use crate::trtllm::conversion_manifest::{ConversionManifest, MANIFEST_FILE};
 
 #[derive(Debug, Serialize)]
@@ -133,18 +133,17 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             "not a directory; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory",
         ));
     }
-    let config_path = path.join("config.json");
-    if !config_path.is_file() {
+    if !path.join(CONFIG_FILE).is_file() {
         return Err(unrecognised(
             "no config.json; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory",
         ));
     }
-    let text = std::fs::read_to_string(&config_path).at(&config_path)?;
-    let config: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: config_path.clone(),
-        source,
-    })?;
-    match ConfigKind::of(&config) {
+    let DirConfig {
+        path: config_path,
+        json: config,
+        kind,
+    } = DirConfig::read(path)?;
+    match kind {
         ConfigKind::Engine => return inspect_engine(path, &config).map(Inspection::Engine),
         ConfigKind::Checkpoint => return inspect_trtllm(path, &config).map(Inspection::TrtllmCheckpoint),
         ConfigKind::HuggingFace => {

@@ -2,6 +2,7 @@
 //! directory (`config.json` + `rank{r}.safetensors`), streamed from memory-mapped
 //! inputs, ranks written in parallel, output staged and renamed into place.
 
+pub mod cache;
 pub mod rank_writer;
 
 use std::path::{Path, PathBuf};
@@ -16,9 +17,10 @@ use crate::hf::config::NemotronConfig;
 use crate::hf::layout::check_weights;
 use crate::hf::source::ModelSource;
 use crate::hf::weights::{WeightFormat, WeightStore};
+use crate::json_file;
 use crate::progress::Progress;
 use crate::staging::StagedDir;
-use crate::trtllm::config::TrtllmConfig;
+use crate::trtllm::config::{CONFIG_FILE, TrtllmConfig};
 use crate::trtllm::conversion_manifest::{
     self as manifest, ConversionManifest, ConversionOptions, FileRecord, SourceRecord,
 };
@@ -43,6 +45,13 @@ pub struct ConvertOptions {
     pub force: bool,
     /// Ranks written at once (each also uses a writer thread).
     pub jobs: usize,
+}
+
+impl ConvertOptions {
+    /// `jobs` when not given: one rank file per core.
+    pub fn default_jobs() -> usize {
+        std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,9 +106,20 @@ pub fn convert(
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> Result<ConvertReport> {
+    convert_checked(&open_source(source)?, output, options, progress, stop)
+}
+
+/// [`convert`] of a source already opened and checked by [`open_source`].
+pub fn convert_checked(
+    checked: &CheckedSource,
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<ConvertReport> {
     let started = Instant::now();
+    let source = &checked.source;
     refuse_output_inside_source(&source.dir, output)?;
-    let checked = open_source(source)?;
     let par = options.parallelism;
     par.validate(&checked.config)?;
     let dtype = options.dtype.unwrap_or(checked.dtype);
@@ -107,7 +127,7 @@ pub fn convert(
     let stage = StagedDir::begin(output, options.force)?;
     let dir = stage.path();
     let config = TrtllmConfig::new(&checked.config, dtype, par);
-    write_json(&dir.join("config.json"), &config)?;
+    json_file::write(&dir.join(CONFIG_FILE), &config)?;
 
     let plans = plan_ranks(&checked.config, par);
     let total: u64 = plans
@@ -138,7 +158,7 @@ pub fn convert(
             revision: source.revision.clone(),
             format: checked.store.format.describe().into(),
             dtype: checked.dtype,
-            files: source_files(&checked)?,
+            files: source_files(checked)?,
         },
         options: ConversionOptions {
             dtype,
@@ -258,12 +278,4 @@ fn source_files(checked: &CheckedSource) -> Result<Vec<FileRecord>> {
             .map(|n| n.to_string()),
     );
     names.iter().map(|n| FileRecord::of(dir, n)).collect()
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    std::fs::write(path, text + "\n").at(path)
 }

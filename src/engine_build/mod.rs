@@ -23,11 +23,14 @@ use serde_json::Value;
 
 use crate::convert::TOKENIZER_FILES;
 use crate::error::{Error, IoContext};
+use crate::json_file;
 use crate::progress::{Progress, Silent};
 use crate::staging::StagedDir;
 use crate::trtllm::build_manifest::{
     BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Wanted,
 };
+use crate::trtllm::config::CONFIG_FILE;
+use crate::trtllm::fingerprint;
 use crate::trtllm::gpu::{self, Gpu};
 pub use error::{BuildError, BuildResult};
 pub use profile::Overrides;
@@ -209,7 +212,7 @@ pub fn build(
         let reason = match (&plan.convert_reason, &toolchain, gpus.first()) {
             (Some(why), _, _) => Some(format!("the checkpoint must be made again ({why})")),
             (None, Some(t), Some(g)) => {
-                let record = checkpoint::fingerprint(&plan.dir, settings.world_size())?;
+                let record = fingerprint::fingerprint(&plan.dir, settings.world_size())?;
                 old.staleness(
                     &output,
                     &Wanted {
@@ -272,9 +275,9 @@ pub fn build(
             settings.pp
         ));
     }
-    let convert_seconds = checkpoint::ensure(&plan, &model, &settings, observer.convert_progress(), stop)?;
-    let record = checkpoint::fingerprint(&plan.dir, settings.world_size())?;
-    let checkpoint_config = read_json(&plan.dir.join("config.json"))?;
+    let convert_seconds = checkpoint::ensure(&plan, &model, observer.convert_progress(), stop)?;
+    let record = fingerprint::fingerprint(&plan.dir, settings.world_size())?;
+    let checkpoint_config: Value = json_file::read(&plan.dir.join(CONFIG_FILE))?;
 
     // 7. Build into a staging directory. An engine of ours is replaced without
     // --force (it is stale, or --force asked); anything else needs --force.
@@ -434,14 +437,6 @@ fn keep_log(log: &Path, keep: &Path) {
         // No log at all (the builder never started): leave an explanation instead.
         let _ = std::fs::write(keep, "trtllm-build wrote no output\n");
     }
-}
-
-fn read_json(path: &Path) -> BuildResult<Value> {
-    let text = std::fs::read_to_string(path).at(path)?;
-    Ok(serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?)
 }
 
 /// Writing the engine into the model or checkpoint (or `--force` removing them) must not happen.

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::trtllm::build_manifest::{BUILD_MANIFEST_FILE, BuildManifest};
+use crate::trtllm::config::DirConfig;
 
 /// What `run` needs to know about an engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,12 +28,7 @@ pub struct EngineInfo {
 
 /// Reads the engine's config.json.
 pub fn engine_info(dir: &Path) -> Result<EngineInfo> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).at(&path)?;
-    let v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.clone(),
-        source,
-    })?;
+    let DirConfig { path, json: v, .. } = DirConfig::read(dir)?;
     let field = |name: &str, problem: &str| Error::ConfigField {
         path: path.clone(),
         field: name.into(),

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::DType;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use crate::json_file;
 
 /// The model dimensions, validated for internal consistency.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -35,12 +36,7 @@ pub struct NemotronConfig {
 impl NemotronConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).at(path)?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&value, path)
+        Self::from_json(&json_file::read(path)?, path)
     }
 
     /// Parses an already-read config; `path` is only used in error messages.

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::DType;
 use crate::error::{Error, IoContext, Result};
 use crate::hf::torch_bin::read_torch_bin;
+use crate::json_file;
 use crate::safetensors_file::{dtype_from_safetensors_name, read_header};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -246,11 +247,7 @@ impl WeightStore {
 
 /// Reads `weight_map` of an index file (tensor name -> shard file name).
 fn read_weight_map(index: &Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(index).at(index)?;
-    let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: index.to_path_buf(),
-        source,
-    })?;
+    let value: Value = json_file::read(index)?;
     let field_err = |problem: &str| Error::ConfigField {
         path: index.to_path_buf(),
         field: "weight_map".into(),

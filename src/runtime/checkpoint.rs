@@ -12,7 +12,7 @@ use memmap2::Mmap;
 use crate::DType;
 use crate::error::{Error, IoContext, Result};
 use crate::safetensors_file::{dtype_from_safetensors_name, read_header};
-use crate::trtllm::config::TrtllmConfig;
+use crate::trtllm::config::{ARCHITECTURE, CONFIG_FILE, TrtllmConfig};
 use crate::trtllm::plan::{RankPlan, plan_ranks};
 
 /// One tensor of one rank file.
@@ -34,15 +34,10 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).at(&config_path)?;
-        let config: TrtllmConfig = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: config_path.clone(),
-            source,
-        })?;
-        if config.architecture != crate::trtllm::config::ARCHITECTURE {
+        let config = TrtllmConfig::read(dir)?;
+        if config.architecture != ARCHITECTURE {
             return Err(Error::Config {
-                path: config_path,
+                path: dir.join(CONFIG_FILE),
                 problem: format!(
                     "architecture is {}; expected NemotronForCausalLM",
                     config.architecture

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::gpu::Gpu;
-use crate::engine_build::checkpoint::CheckpointRecord;
 use crate::engine_build::flags;
 use crate::engine_build::profile::Profile;
 use crate::engine_build::toolchain::Toolchain;
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
+use crate::json_file;
 use crate::trtllm::conversion_manifest::FileRecord;
+use crate::trtllm::fingerprint::CheckpointRecord;
 
 pub const BUILD_MANIFEST_FILE: &str = "trtllm-minitron-build.json";
 /// trtllm-build's output, kept beside the engine.
@@ -68,18 +69,11 @@ pub struct BuildManifest {
 
 impl BuildManifest {
     pub fn read(engine_dir: &Path) -> Result<Self> {
-        let path = engine_dir.join(BUILD_MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).at(&path)?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+        json_file::read(&engine_dir.join(BUILD_MANIFEST_FILE))
     }
 
     pub fn write(&self, engine_dir: &Path) -> Result<()> {
-        let path = engine_dir.join(BUILD_MANIFEST_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        std::fs::write(&path, text + "\n").at(&path)
+        json_file::write(&engine_dir.join(BUILD_MANIFEST_FILE), self)
     }
 
     /// The builder arguments with the staging directory masked.

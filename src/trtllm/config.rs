@@ -1,10 +1,17 @@
-//! The checkpoint `config.json` that `trtllm-build` reads for a Nemotron model:
-//! exactly the keys the spec lists, nothing else.
+//! `config.json` files: the checkpoint config that `trtllm-build` reads for a
+//! Nemotron model (exactly the keys the spec lists, nothing else), and the
+//! one reader that tells a directory's kind (Hugging Face model, checkpoint,
+//! engine) from its config.
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::DType;
+use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
+use crate::json_file;
 use crate::trtllm::mapping::Parallelism;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +56,8 @@ pub struct TrtllmConfig {
 }
 
 pub const ARCHITECTURE: &str = "NemotronForCausalLM";
+/// The config file of every kind of model directory.
+pub const CONFIG_FILE: &str = "config.json";
 
 impl TrtllmConfig {
     pub fn new(hf: &NemotronConfig, dtype: DType, par: Parallelism) -> Self {
@@ -87,6 +96,11 @@ impl TrtllmConfig {
 }
 
 impl TrtllmConfig {
+    /// Reads `dir/config.json` as a checkpoint config.
+    pub fn read(dir: &Path) -> Result<Self> {
+        json_file::read(&dir.join(CONFIG_FILE))
+    }
+
     /// The model dimensions this checkpoint describes (lm_head always stored, so untied).
     pub fn model_config(&self) -> NemotronConfig {
         NemotronConfig {
@@ -140,5 +154,46 @@ impl ConfigKind {
         } else {
             ConfigKind::Unknown
         }
+    }
+}
+
+/// A directory's `config.json`, read once, and the kind of directory it makes.
+#[derive(Debug, Clone)]
+pub struct DirConfig {
+    pub path: PathBuf,
+    pub json: Value,
+    pub kind: ConfigKind,
+}
+
+impl DirConfig {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let json: Value = json_file::read(&path)?;
+        Ok(DirConfig {
+            kind: ConfigKind::of(&json),
+            path,
+            json,
+        })
+    }
+
+    /// The config as a TensorRT-LLM checkpoint's.
+    pub fn checkpoint(&self) -> Result<TrtllmConfig> {
+        json_file::decode(&self.json, &self.path)
+    }
+
+    /// The dtype the config states: a checkpoint's `dtype`, an engine's
+    /// `pretrained_config.dtype`, a Hugging Face model's `torch_dtype`.
+    pub fn dtype(&self) -> Result<DType> {
+        let v = &self.json;
+        let name = v
+            .get("dtype")
+            .or_else(|| v.pointer("/pretrained_config/dtype"))
+            .or_else(|| v.get("torch_dtype"))
+            .and_then(|d| d.as_str());
+        name.and_then(DType::parse).ok_or_else(|| Error::ConfigField {
+            path: self.path.clone(),
+            field: "dtype".into(),
+            problem: format!("expected bfloat16, float16 or float32, found {name:?}"),
+        })
     }
 }

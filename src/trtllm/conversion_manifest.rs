@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::DType;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
+use crate::json_file;
+use crate::trtllm::mapping::Parallelism;
 
 pub const MANIFEST_FILE: &str = "trtllm-minitron-manifest.json";
 pub const TOOL: &str = "trtllm-minitron";
@@ -46,11 +48,30 @@ pub struct SourceRecord {
     pub files: Vec<FileRecord>,
 }
 
+/// What a checkpoint was converted with: the conversion cache's key (with the
+/// source), and what a cached conversion must match to be reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversionOptions {
     pub dtype: DType,
     pub tp_size: usize,
     pub pp_size: usize,
+}
+
+impl ConversionOptions {
+    pub fn new(dtype: DType, parallelism: Parallelism) -> Self {
+        ConversionOptions {
+            dtype,
+            tp_size: parallelism.tp,
+            pp_size: parallelism.pp,
+        }
+    }
+
+    pub fn parallelism(self) -> Parallelism {
+        Parallelism {
+            tp: self.tp_size,
+            pp: self.pp_size,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,18 +86,11 @@ pub struct ConversionManifest {
 
 impl ConversionManifest {
     pub fn read(checkpoint_dir: &Path) -> Result<Self> {
-        let path = checkpoint_dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).at(&path)?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+        json_file::read(&checkpoint_dir.join(MANIFEST_FILE))
     }
 
     pub fn write(&self, checkpoint_dir: &Path) -> Result<()> {
-        let path = checkpoint_dir.join(MANIFEST_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        std::fs::write(&path, text + "\n").at(&path)
+        json_file::write(&checkpoint_dir.join(MANIFEST_FILE), self)
     }
 
     /// Why this conversion no longer matches `source_dir` converted with

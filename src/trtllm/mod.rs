@@ -4,6 +4,7 @@
 pub mod build_manifest;
 pub mod config;
 pub mod conversion_manifest;
+pub mod fingerprint;
 pub mod gpu;
 pub mod mapping;
 pub mod plan;

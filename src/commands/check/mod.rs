@@ -11,20 +11,19 @@ pub mod record;
 pub mod report;
 pub mod suite;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::DType;
-use crate::commands::run::{Backend, open_backend};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::generation::GenerationBackend;
 use crate::generation::{Flow, Generated, Request};
 use crate::progress::Progress;
 use crate::runtime::model::Model;
-use crate::target::{self, RunTarget};
+use crate::target::{self, BackendChoice, Target, open_backend};
 use crate::tokenizer::Tokenizer;
 use crate::trtllm::build_manifest::BuildManifest;
+use crate::trtllm::config::DirConfig;
 use compare::{Run, SpeedMeasurement, SpeedSample, Status, Verdict};
 use report::{CaseResult, CheckReport};
 use suite::{Case, CaseInput, Expect, SpeedSpec, Suite};
@@ -33,7 +32,7 @@ use suite::{Case, CaseInput, Expect, SpeedSpec, Suite};
 pub struct CheckOptions {
     /// What `run --model` takes: Hugging Face model, checkpoint or engine directory.
     pub model: String,
-    pub backend: Backend,
+    pub backend: BackendChoice,
     pub suite: PathBuf,
     pub tokenizer: Option<PathBuf>,
     /// Compare with the CPU reference runtime instead of the recorded expectations.
@@ -69,15 +68,15 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress, stop: &AtomicBool) ->
         Some(match &opts.reference_checkpoint {
             Some(dir) => dir.clone(),
             None => match target::resolve(&opts.model, progress, stop)? {
-                RunTarget::Checkpoint(dir) => dir,
-                RunTarget::Engine(dir) => BuildManifest::read(&dir)?.checkpoint.dir,
+                Target::Checkpoint(dir) => dir,
+                Target::Engine(dir) => BuildManifest::read(&dir)?.checkpoint.dir,
             },
         })
     } else {
         None
     };
     let backend = match (opts.record, opts.backend) {
-        (true, Backend::Auto) => Backend::Reference,
+        (true, BackendChoice::Auto) => BackendChoice::Reference,
         (_, b) => b,
     };
     let opened = open_backend(
@@ -90,7 +89,7 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress, stop: &AtomicBool) ->
     )?;
     let tested: &dyn GenerationBackend = opened.backend.as_ref();
     let tokenizer = opened.tokenizer.as_ref();
-    let dtype = dtype_of(&opened.checkpoint)?;
+    let dtype = DirConfig::read(&opened.checkpoint)?.dtype()?;
     let tolerance = suite.tolerance(dtype);
     let reference = match &reference_dir {
         Some(dir) => Some(Model::open(dir)?),
@@ -284,26 +283,6 @@ pub fn expect_from(g: &Generated, tokenizer: Option<&Tokenizer>) -> Expect {
         logits: complete.then_some(logits),
         logprobs: complete.then_some(logprobs),
     }
-}
-
-/// The dtype a checkpoint (or engine) directory's config.json states.
-pub fn dtype_of(dir: &Path) -> Result<DType> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).at(&path)?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.clone(),
-        source,
-    })?;
-    let name = v
-        .get("dtype")
-        .or_else(|| v.pointer("/pretrained_config/dtype"))
-        .or_else(|| v.get("torch_dtype"))
-        .and_then(|d| d.as_str());
-    name.and_then(DType::parse).ok_or_else(|| Error::ConfigField {
-        path,
-        field: "dtype".into(),
-        problem: format!("expected bfloat16, float16 or float32, found {name:?}"),
-    })
 }
 
 fn input_ids(input: &CaseInput, add_bos: Option<bool>, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>> {

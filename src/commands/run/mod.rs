@@ -9,29 +9,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
-use crate::generation::GenerationBackend;
-use crate::generation::SamplingParams;
 use crate::generation::text::TextStream;
-use crate::generation::{FinishReason, Flow, Request};
+use crate::generation::{FinishReason, Flow, GenerationBackend, Request, SamplingParams};
 use crate::progress::Progress;
-use crate::runtime::model::Model;
-use crate::target::{self, RunTarget};
-use crate::tokenizer::{TOKENIZER_FILE, Tokenizer};
-use crate::trtllm::conversion_manifest::ConversionManifest;
+use crate::target::{BackendChoice, open_backend};
+use crate::tokenizer::Tokenizer;
 use inputs::Prompt;
 use output::{JsonResult, timings, write_logits};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Reference,
-    Trtllm,
-    Auto,
-}
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub model: String,
-    pub backend: Backend,
+    pub backend: BackendChoice,
     pub prompts: Vec<Prompt>,
     pub tokenizer: Option<PathBuf>,
     pub max_new_tokens: usize,
@@ -180,119 +169,6 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
 
 fn ids_text(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// A backend ready to generate, with what it runs and its tokenizer: what `run` and
-/// `check` both open from a `--model` argument.
-pub struct Opened {
-    pub backend: Box<dyn GenerationBackend>,
-    /// The TensorRT-LLM checkpoint the backend runs.
-    pub checkpoint: PathBuf,
-    pub tokenizer: Option<Tokenizer>,
-}
-
-/// Resolves `model` (Hugging Face model, checkpoint or engine, as `run --model` takes)
-/// and opens it on `backend`, with the tokenizer at `tokenizer` (a file or its
-/// directory) or else the one beside the checkpoint; `needs_tokenizer` makes
-/// a missing one an error.
-pub fn open_backend(
-    model: &str,
-    backend: Backend,
-    tokenizer: Option<&Path>,
-    needs_tokenizer: bool,
-    progress: &dyn Progress,
-    stop: &AtomicBool,
-) -> Result<Opened> {
-    let target = target::resolve(model, progress, stop)?;
-    let checkpoint = match (&target, backend) {
-        #[cfg(feature = "trtllm")]
-        (RunTarget::Engine(dir), Backend::Trtllm | Backend::Auto) => {
-            // The tokenizer beside the engine, else beside the checkpoint it was built from.
-            let beside = match Tokenizer::find_beside(dir) {
-                Some(_) => dir.clone(),
-                None => crate::trtllm::build_manifest::BuildManifest::read(dir)
-                    .map(|m| m.checkpoint.dir)
-                    .unwrap_or_else(|_| dir.clone()),
-            };
-            let tokenizer = load_tokenizer(tokenizer, needs_tokenizer, &beside)?;
-            let engine = crate::executor::engine::open_engine(dir)?;
-            return Ok(Opened {
-                backend: Box::new(engine),
-                checkpoint: dir.clone(),
-                tokenizer,
-            });
-        }
-        #[cfg(feature = "trtllm")]
-        (RunTarget::Engine(dir), Backend::Reference) => {
-            return Err(Error::InvalidInput(format!(
-                "{}: the reference backend runs Hugging Face models and TensorRT-LLM checkpoints, \
-                 not engines: use --backend trtllm (or auto)",
-                dir.display()
-            )));
-        }
-        #[cfg(feature = "trtllm")]
-        (RunTarget::Checkpoint(dir), Backend::Trtllm) => {
-            return Err(Error::InvalidInput(format!(
-                "{}: --backend trtllm runs engine directories, and this is a checkpoint: \
-                 build an engine from it with `trtllm-minitron build`, or use --backend reference",
-                dir.display()
-            )));
-        }
-        #[cfg(not(feature = "trtllm"))]
-        (RunTarget::Engine(dir), _) | (RunTarget::Checkpoint(dir), Backend::Trtllm) => {
-            return Err(Error::InvalidInput(format!(
-                "{}: running {} needs the TensorRT-LLM backend, which this build does not include \
-                 (rebuild with --features trtllm on a machine with TensorRT-LLM); \
-                 the reference backend runs Hugging Face models and TensorRT-LLM checkpoints",
-                dir.display(),
-                if matches!(target, RunTarget::Engine(_)) {
-                    "an engine"
-                } else {
-                    "--backend trtllm"
-                }
-            )));
-        }
-        (RunTarget::Checkpoint(dir), Backend::Reference | Backend::Auto) => dir.clone(),
-    };
-    let tokenizer = load_tokenizer(tokenizer, needs_tokenizer, &checkpoint)?;
-    let model = Model::open(&checkpoint)?;
-    Ok(Opened {
-        backend: Box::new(model),
-        checkpoint,
-        tokenizer,
-    })
-}
-
-/// `--tokenizer`, else the tokenizer beside the checkpoint (tokenizer.json, else a
-/// SentencePiece tokenizer.model); required only for text prompts.
-fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) -> Result<Option<Tokenizer>> {
-    let path = match explicit {
-        Some(p) if p.is_dir() => Some(Tokenizer::find_beside(p).unwrap_or_else(|| p.join(TOKENIZER_FILE))),
-        Some(p) => Some(p.to_path_buf()),
-        None => Tokenizer::find_beside(checkpoint),
-    };
-    match path {
-        Some(p) => {
-            if !p.is_file() {
-                return Err(Error::io(&p, std::io::Error::from(std::io::ErrorKind::NotFound)));
-            }
-            // A tokenizer beside a cached conversion is a copy of the model's own: name that.
-            let source_dir = (explicit.is_none() && checkpoint.starts_with(target::cache_root()))
-                .then(|| ConversionManifest::read(checkpoint).ok())
-                .flatten()
-                .map(|m| m.source.dir);
-            Ok(Some(Tokenizer::from_file(&p).map_err(|e| match &source_dir {
-                Some(dir) => e.in_dir(dir),
-                None => e,
-            })?))
-        }
-        None if needs_text => Err(Error::InvalidInput(format!(
-            "text prompts need a tokenizer, but there is no tokenizer.json or tokenizer.model in {} \
-             (pass --tokenizer PATH, or give token ids with --input-ids)",
-            checkpoint.display()
-        ))),
-        None => Ok(None),
-    }
 }
 
 /// Reads `--prompt-file` or standard input.
