@@ -1,9 +1,15 @@
 //! The library's error type. Every variant names the file, field or tensor at fault
 //! and says what was expected, so the CLI can print it as is.
+//!
+//! This module imports nothing from the crate, so every module can use it.
+//! Modules with their own typed errors (the torch `.bin` reader, the
+//! tokenizer, sampling options, parallel mappings) convert them into it where
+//! those types are defined.
 
 use std::path::PathBuf;
 
-use crate::hf::torch_bin::TorchBinError;
+/// A typed error from a module below, kept as the source of a variant here.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -39,11 +45,12 @@ pub enum Error {
     #[error("{path}: not a valid safetensors file: {problem}")]
     Safetensors { path: PathBuf, problem: String },
 
+    /// A `pytorch_model.bin` the restricted unpickler refuses (`hf::torch_bin`).
     #[error("{path}: {source}")]
     TorchBin {
         path: PathBuf,
         #[source]
-        source: TorchBinError,
+        source: Source,
     },
 
     /// One tensor disagrees with the config (dtype, shape) or cannot be used.
@@ -80,8 +87,9 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
+    /// A tokenizer that cannot be loaded or used (`tokenizer`).
     #[error(transparent)]
-    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    Tokenizer(Source),
 
     #[error("interrupted; no output was written")]
     Interrupted,

@@ -125,6 +125,12 @@ impl TokenizerError {
     }
 }
 
+impl From<TokenizerError> for crate::Error {
+    fn from(e: TokenizerError) -> Self {
+        crate::Error::Tokenizer(e.into())
+    }
+}
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     source: TokenizerSource,

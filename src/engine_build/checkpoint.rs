@@ -9,12 +9,13 @@ use std::sync::atomic::AtomicBool;
 use serde::Serialize;
 
 use super::error::BuildResult;
-use super::profile::{Merged, ModelFacts, Profile};
+use super::profile::{Merged, ModelFacts};
 use crate::convert::cache::{self, CacheEntry};
 use crate::convert::{CheckedSource, open_source};
 use crate::error::Error;
 use crate::hf::source::{self, ModelSource};
 use crate::progress::Progress;
+use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::config::{ConfigKind, DirConfig, TrtllmConfig};
 use crate::trtllm::conversion_manifest::ConversionOptions;
 
@@ -87,7 +88,7 @@ pub fn resolve_model(spec: &str, base: Option<&Path>) -> BuildResult<ResolvedMod
 }
 
 /// A given TensorRT-LLM checkpoint is built as is: the profile must agree with it.
-pub fn check_fixed_checkpoint(m: &ResolvedModel, p: &Profile, merged: &Merged) -> BuildResult<()> {
+pub fn check_fixed_checkpoint(m: &ResolvedModel, p: &BuildSettings, merged: &Merged) -> BuildResult<()> {
     let Some(c) = &m.checkpoint_config else {
         return Ok(());
     };
@@ -133,7 +134,7 @@ pub struct CheckpointPlan {
     cache: Option<CacheEntry>,
 }
 
-pub fn plan(m: &ResolvedModel, p: &Profile) -> BuildResult<CheckpointPlan> {
+pub fn plan(m: &ResolvedModel, p: &BuildSettings) -> BuildResult<CheckpointPlan> {
     if m.checked.is_none() {
         return Ok(CheckpointPlan {
             dir: m.source.dir.clone(),

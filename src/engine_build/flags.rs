@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::profile::Profile;
+use crate::trtllm::build_settings::BuildSettings;
 
 /// How a flag takes its value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -293,7 +293,7 @@ fn enable(on: bool) -> String {
 
 /// The arguments after the program name: every limit and plugin choice
 /// explicit, since `trtllm-build`'s defaults change between versions.
-pub fn builder_args(p: &Profile, checkpoint: &Path, output: &Path) -> Vec<String> {
+pub fn builder_args(p: &BuildSettings, checkpoint: &Path, output: &Path) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |flag: &str, value: String| {
         a.push(flag.to_string());

@@ -12,6 +12,7 @@ pub mod flags;
 pub mod profile;
 pub mod runner;
 pub mod toolchain;
+pub mod up_to_date;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -26,17 +27,17 @@ use crate::error::{Error, IoContext};
 use crate::json_file;
 use crate::progress::{Progress, Silent};
 use crate::staging::StagedDir;
-use crate::trtllm::build_manifest::{
-    BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Wanted,
-};
+use crate::trtllm::build_manifest::Toolchain;
+use crate::trtllm::build_manifest::{BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord};
+use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::config::CONFIG_FILE;
 use crate::trtllm::fingerprint;
-use crate::trtllm::gpu::{self, Gpu};
+use crate::trtllm::gpu::{self, Gpu, arch_examples};
 pub use error::{BuildError, BuildResult};
 pub use profile::Overrides;
-use profile::{LoadedProfile, Merged, Profile};
+use profile::{LoadedProfile, Merged};
 pub use runner::BuilderStatus;
-use toolchain::Toolchain;
+use up_to_date::Wanted;
 
 /// Receives what a build does as it does it (the CLI prints and draws it).
 pub trait BuildObserver: Sync {
@@ -213,10 +214,11 @@ pub fn build(
             (Some(why), _, _) => Some(format!("the checkpoint must be made again ({why})")),
             (None, Some(t), Some(g)) => {
                 let record = fingerprint::fingerprint(&plan.dir, settings.world_size())?;
-                old.staleness(
+                up_to_date::staleness(
+                    old,
                     &output,
                     &Wanted {
-                        profile: &settings,
+                        settings: &settings,
                         checkpoint: &record,
                         toolchain: t,
                         gpu: g,
@@ -371,7 +373,7 @@ fn find_toolchain(explicit: Option<&Path>) -> BuildResult<Toolchain> {
 }
 
 /// Mismatches between this machine's GPUs and the profile, worth saying before a long build.
-fn gpu_warnings(gpus: &[Gpu], p: &Profile) -> Vec<String> {
+fn gpu_warnings(gpus: &[Gpu], p: &BuildSettings) -> Vec<String> {
     let mut out = Vec::new();
     let Some(first) = gpus.first() else {
         return out;
@@ -381,12 +383,12 @@ fn gpu_warnings(gpus: &[Gpu], p: &Profile) -> Vec<String> {
     {
         out.push(format!(
             "the profile targets {target} ({}), but GPU 0 here is {} ({}): the engine will be built for {} and will only run on {} GPUs ({})",
-            profile::arch_examples(target),
+            arch_examples(target),
             first.name,
             first.sm,
             first.sm,
             first.sm,
-            profile::arch_examples(&first.sm)
+            arch_examples(&first.sm)
         ));
     }
     if let Some(other) = gpus.iter().find(|g| g.sm != first.sm) {
@@ -407,7 +409,7 @@ fn gpu_warnings(gpus: &[Gpu], p: &Profile) -> Vec<String> {
 }
 
 /// `Minitron-8B-Base-bfloat16-tp2-pp1`, for `--model` builds without a profile.
-fn derived_name(m: &checkpoint::ResolvedModel, p: &Profile) -> String {
+fn derived_name(m: &checkpoint::ResolvedModel, p: &BuildSettings) -> String {
     let base = m
         .source
         .hub_id

@@ -1,16 +1,18 @@
 //! Engine profiles: TOML files under `engines/` describing one engine each
 //! (see `engines/README.md` for every key), command-line overrides, and the
-//! checks that turn them into a [`Profile`] `trtllm-build` can build.
+//! checks that turn them into the [`BuildSettings`] `trtllm-build` runs with.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::{BuildError, BuildResult};
 use super::flags;
 use crate::DType;
 use crate::hf::config::NemotronConfig;
+use crate::trtllm::build_settings::BuildSettings;
+use crate::trtllm::gpu::parse_arch;
 use crate::trtllm::mapping::Parallelism;
 
 /// A profile file as written: every key optional here, so that a missing
@@ -98,59 +100,6 @@ pub fn flag_for_key(key: &str) -> String {
         "tp" => "--tp-size".into(),
         "pp" => "--pp-size".into(),
         other => format!("--{}", other.replace('_', "-")),
-    }
-}
-
-/// A fully resolved, checked profile: what the engine is built with. Two
-/// builds with equal profiles (and checkpoint, versions, GPU) give the same engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile {
-    /// As written (hub id or path); the resolved directory is in the manifest.
-    pub model: String,
-    pub dtype: DType,
-    pub tp: usize,
-    pub pp: usize,
-    pub workers: usize,
-    pub target_arch: Option<String>,
-    pub max_batch_size: usize,
-    pub max_input_len: usize,
-    pub max_seq_len: usize,
-    pub max_num_tokens: usize,
-    pub max_beam_width: usize,
-    pub gemm_plugin: String,
-    pub gpt_attention_plugin: String,
-    pub paged_kv_cache: bool,
-    pub tokens_per_block: usize,
-    pub context_fmha: bool,
-    pub paged_context_fmha: bool,
-    pub gather_context_logits: bool,
-    pub gather_generation_logits: bool,
-    pub extra_flags: Vec<String>,
-}
-
-impl Profile {
-    pub fn parallelism(&self) -> Parallelism {
-        Parallelism {
-            tp: self.tp,
-            pp: self.pp,
-        }
-    }
-
-    pub fn world_size(&self) -> usize {
-        self.tp * self.pp
-    }
-
-    /// The keys whose values differ from `other`, for "rebuilding because ..." messages.
-    pub fn changed_keys(&self, other: &Profile) -> Vec<String> {
-        let a = serde_json::to_value(self).unwrap_or_default();
-        let b = serde_json::to_value(other).unwrap_or_default();
-        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-            return Vec::new();
-        };
-        a.iter()
-            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-            .map(|(k, v)| format!("{k} {} -> {v}", b.get(k.as_str()).cloned().unwrap_or_default()))
-            .collect()
     }
 }
 
@@ -303,7 +252,7 @@ pub struct ModelFacts {
 const PLUGIN_DTYPES: [&str; 4] = ["auto", "bfloat16", "float16", "float32"];
 
 /// Fills defaults and checks every value, naming the key (or flag) at fault.
-pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<Profile> {
+pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<BuildSettings> {
     let v = &m.values;
     let has_file = m.file.is_some();
     // With a profile, the limits must be written down; with --model alone they
@@ -359,13 +308,13 @@ pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<Profile> {
     if let Err(e) = (Parallelism { tp, pp: 1 }).validate(&model.config) {
         return Err(m.err(
             "tp",
-            format!("is {tp}, which {} does not allow: {}", model.label, reason(&e)),
+            format!("is {tp}, which {} does not allow: {}", model.label, e.reason()),
         ));
     }
     if let Err(e) = (Parallelism { tp: 1, pp }).validate(&model.config) {
         return Err(m.err(
             "pp",
-            format!("is {pp}, which {} does not allow: {}", model.label, reason(&e)),
+            format!("is {pp}, which {} does not allow: {}", model.label, e.reason()),
         ));
     }
     let world = tp * pp;
@@ -483,7 +432,7 @@ pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<Profile> {
     let extra_flags = v.extra_flags.clone().unwrap_or_default();
     flags::check_extra(&extra_flags).map_err(|problem| m.err("extra_flags", problem))?;
 
-    Ok(Profile {
+    Ok(BuildSettings {
         model: model_spec,
         dtype,
         tp,
@@ -531,49 +480,6 @@ fn check_plugin(m: &Merged, key: &str, value: &str, dtype: DType, may_disable: b
     Ok(())
 }
 
-/// `--tp-size 3 is not possible for this model: RULE` -> `RULE`.
-fn reason(e: &crate::Error) -> String {
-    let text = e.to_string();
-    match text.split_once("for this model: ") {
-        Some((_, rest)) => rest.to_string(),
-        None => text,
-    }
-}
-
-/// `sm80`, `SM_80`, `8.0` or `80` -> `sm80`.
-pub fn parse_arch(text: &str) -> Option<String> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_prefix("sm").unwrap_or(&t);
-    let t = t.strip_prefix('_').unwrap_or(t);
-    let digits: String = if let Some((major, minor)) = t.split_once('.') {
-        if major.is_empty() || minor.len() != 1 {
-            return None;
-        }
-        format!("{major}{minor}")
-    } else {
-        t.to_string()
-    };
-    let ok = (2..=3).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
-    ok.then(|| format!("sm{digits}"))
-}
-
-/// GPUs people know an architecture by, for messages.
-pub fn arch_examples(arch: &str) -> &'static str {
-    match arch {
-        "sm70" => "V100",
-        "sm75" => "T4, RTX 20xx",
-        "sm80" => "A100, A30",
-        "sm86" => "A10, A40, RTX 30xx",
-        "sm87" => "Jetson Orin",
-        "sm89" => "L4, L40, RTX 40xx",
-        "sm90" => "H100, H200, GH200",
-        "sm100" => "B200, GB200",
-        "sm103" => "B300",
-        "sm120" => "RTX 50xx, RTX PRO 6000",
-        _ => "other GPUs",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +509,7 @@ mod tests {
         }
     }
 
-    fn parse(text: &str) -> BuildResult<Profile> {
+    fn parse(text: &str) -> BuildResult<BuildSettings> {
         let file: ProfileFile = toml::from_str(text).map_err(|e| BuildError::ProfileSyntax {
             file: "p.toml".into(),
             problem: e.to_string(),
@@ -720,16 +626,6 @@ mod tests {
             .collect();
         let file: ProfileFile = toml::from_str(&text).unwrap();
         assert_eq!(file.extra_flags, Some(vec![]));
-    }
-
-    #[test]
-    fn arch_spellings() {
-        assert_eq!(parse_arch("sm80").as_deref(), Some("sm80"));
-        assert_eq!(parse_arch("8.0").as_deref(), Some("sm80"));
-        assert_eq!(parse_arch("12.0").as_deref(), Some("sm120"));
-        assert_eq!(parse_arch("SM_90").as_deref(), Some("sm90"));
-        assert_eq!(parse_arch("ampere"), None);
-        assert_eq!(parse_arch("8.10"), None);
     }
 
     /// BASE with `extra`'s keys replacing BASE's lines of the same key.

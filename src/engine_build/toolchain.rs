@@ -14,20 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::{BuildError, BuildResult};
-
-/// The builder program and what it runs on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Toolchain {
-    pub trtllm_build: PathBuf,
-    pub python: PathBuf,
-    pub tensorrt_llm_version: String,
-    pub tensorrt_version: String,
-    /// Where the `tensorrt_llm` package was found.
-    pub tensorrt_llm_location: Option<String>,
-}
+use crate::trtllm::build_manifest::Toolchain;
 
 /// The first TensorRT-LLM version without the TensorRT engine flow.
 pub const FIRST_WITHOUT_ENGINES: (u64, u64) = (1, 3);

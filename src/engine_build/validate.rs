@@ -7,14 +7,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::profile::Profile;
-use super::toolchain::Toolchain;
+use crate::trtllm::build_manifest::Toolchain;
+use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::conversion_manifest::FileRecord;
 
 /// The engine files, once valid.
 pub fn validate(
     dir: &Path,
-    profile: &Profile,
+    profile: &BuildSettings,
     checkpoint_config: &Value,
     toolchain: &Toolchain,
 ) -> Result<Vec<FileRecord>, String> {
@@ -126,7 +126,7 @@ pub fn validate(
     Ok(files)
 }
 
-fn check_plugins(plugins: &Value, p: &Profile) -> Result<(), String> {
+fn check_plugins(plugins: &Value, p: &BuildSettings) -> Result<(), String> {
     let dtype = p.dtype.config_name();
     for (key, want) in [
         ("gemm_plugin", &p.gemm_plugin),
@@ -224,8 +224,8 @@ mod tests {
     use super::*;
     use crate::DType;
 
-    fn profile() -> Profile {
-        Profile {
+    fn profile() -> BuildSettings {
+        BuildSettings {
             model: "m".into(),
             dtype: DType::BF16,
             tp: 2,

@@ -142,7 +142,7 @@ impl WeightStore {
             read_torch_bin(&map)
                 .map_err(|source| Error::TorchBin {
                     path: path.to_path_buf(),
-                    source,
+                    source: source.into(),
                 })?
                 .into_iter()
                 .map(|t| {

@@ -8,8 +8,6 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine_build::profile::parse_arch;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gpu {
     pub index: usize,
@@ -81,6 +79,40 @@ pub fn parse(text: &str) -> Vec<Gpu> {
         .collect()
 }
 
+/// `sm80`, `SM_80`, `8.0` or `80` -> `sm80`.
+pub fn parse_arch(text: &str) -> Option<String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_prefix("sm").unwrap_or(&t);
+    let t = t.strip_prefix('_').unwrap_or(t);
+    let digits: String = if let Some((major, minor)) = t.split_once('.') {
+        if major.is_empty() || minor.len() != 1 {
+            return None;
+        }
+        format!("{major}{minor}")
+    } else {
+        t.to_string()
+    };
+    let ok = (2..=3).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+    ok.then(|| format!("sm{digits}"))
+}
+
+/// GPUs people know an architecture by, for messages.
+pub fn arch_examples(arch: &str) -> &'static str {
+    match arch {
+        "sm70" => "V100",
+        "sm75" => "T4, RTX 20xx",
+        "sm80" => "A100, A30",
+        "sm86" => "A10, A40, RTX 30xx",
+        "sm87" => "Jetson Orin",
+        "sm89" => "L4, L40, RTX 40xx",
+        "sm90" => "H100, H200, GH200",
+        "sm100" => "B200, GB200",
+        "sm103" => "B300",
+        "sm120" => "RTX 50xx, RTX PRO 6000",
+        _ => "other GPUs",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +127,15 @@ mod tests {
             (1, "sm90", None)
         );
         assert!(parse("No devices were found\n").is_empty());
+    }
+
+    #[test]
+    fn arch_spellings() {
+        assert_eq!(parse_arch("sm80").as_deref(), Some("sm80"));
+        assert_eq!(parse_arch("8.0").as_deref(), Some("sm80"));
+        assert_eq!(parse_arch("12.0").as_deref(), Some("sm120"));
+        assert_eq!(parse_arch("SM_90").as_deref(), Some("sm90"));
+        assert_eq!(parse_arch("ampere"), None);
+        assert_eq!(parse_arch("8.10"), None);
     }
 }

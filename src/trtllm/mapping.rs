@@ -3,7 +3,6 @@
 
 use std::ops::Range;
 
-use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,30 +33,66 @@ impl Parallelism {
 
     /// Checks the mapping against the model, naming the rule it breaks and the
     /// values that would work.
-    pub fn validate(self, c: &NemotronConfig) -> Result<()> {
+    pub fn validate(self, c: &NemotronConfig) -> Result<(), MappingError> {
         if self.tp == 0 || self.pp == 0 {
-            return Err(Error::Mapping(
-                "--tp-size and --pp-size must be at least 1".into(),
-            ));
+            return Err(MappingError::Zero);
         }
         if let Some(rule) = tp_violation(self.tp, c) {
-            return Err(Error::Mapping(format!(
-                "--tp-size {} is not possible for this model: {rule}. Allowed tp sizes: {}",
-                self.tp,
-                allowed_tp_sizes(c)
+            return Err(MappingError::Tp {
+                tp: self.tp,
+                rule,
+                allowed: allowed_tp_sizes(c),
+            });
+        }
+        if self.pp > c.num_hidden_layers {
+            return Err(MappingError::Pp {
+                pp: self.pp,
+                layers: c.num_hidden_layers,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A tensor/pipeline parallel mapping the model does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("--tp-size and --pp-size must be at least 1")]
+    Zero,
+    #[error("--tp-size {tp} is not possible for this model: {}", self.reason())]
+    Tp {
+        tp: usize,
+        /// The rule it breaks, e.g. "num_attention_heads 48 is not a multiple of it".
+        rule: String,
+        allowed: Vec<usize>,
+    },
+    #[error("--pp-size {pp} is not possible for this model: {}", self.reason())]
+    Pp { pp: usize, layers: usize },
+}
+
+impl MappingError {
+    /// Why the value does not work, without naming the option (a profile names its key instead).
+    pub fn reason(&self) -> String {
+        match self {
+            MappingError::Zero => "it must be at least 1".into(),
+            MappingError::Tp { rule, allowed, .. } => format!(
+                "{rule}. Allowed tp sizes: {}",
+                allowed
                     .iter()
                     .map(usize::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
+            ),
+            MappingError::Pp { layers, .. } => {
+                format!("it has {layers} layers, and every pipeline stage needs at least one")
+            }
         }
-        if self.pp > c.num_hidden_layers {
-            return Err(Error::Mapping(format!(
-                "--pp-size {} is not possible for this model: it has {} layers, and every pipeline stage needs at least one",
-                self.pp, c.num_hidden_layers
-            )));
-        }
-        Ok(())
+    }
+}
+
+impl From<MappingError> for crate::Error {
+    fn from(e: MappingError) -> Self {
+        crate::Error::Mapping(e.to_string())
     }
 }
 

@@ -2,6 +2,7 @@
 //! per-rank tensor plan (described in docs/checkpoint-format.md).
 
 pub mod build_manifest;
+pub mod build_settings;
 pub mod config;
 pub mod conversion_manifest;
 pub mod fingerprint;
