@@ -1,4 +1,9 @@
-//! Progress reporting, decoupled from how it is shown (the CLI draws a bar).
+//! Progress reporting, decoupled from how it is shown, and the byte bar the
+//! command line draws on a terminal.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Receives progress from long operations; every method may be called from
 /// several threads at once.
@@ -13,3 +18,48 @@ pub trait Progress: Sync {
 pub struct Silent;
 
 impl Progress for Silent {}
+
+/// A byte progress bar on stderr, drawn only when stderr is a terminal.
+pub struct TerminalBar(Option<ProgressBar>);
+
+impl TerminalBar {
+    pub fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return TerminalBar(None);
+        }
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        TerminalBar(Some(bar))
+    }
+}
+
+impl Default for TerminalBar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for TerminalBar {
+    fn begin(&self, phase: &str, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(phase.to_string());
+            bar.set_length(total);
+        }
+    }
+    fn advance(&self, done: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(done);
+        }
+    }
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -28,11 +28,12 @@ pub enum Target {
 /// `--backend`: which generation backend runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// The CPU reference runtime (Hugging Face models and checkpoints).
+    // (Plain comments: doc comments would become clap's per-value help.)
+    // The CPU reference runtime (Hugging Face models and checkpoints).
     Reference,
-    /// TensorRT-LLM's Executor (engines; needs --features trtllm).
+    // TensorRT-LLM's Executor (engines; needs --features trtllm).
     Trtllm,
-    /// Engines on TensorRT-LLM, everything else on the reference runtime.
+    // Engines on TensorRT-LLM, everything else on the reference runtime.
     Auto,
 }
 
@@ -69,7 +70,7 @@ pub struct Opened {
 
 /// Resolves `model` (Hugging Face model, checkpoint or engine, as `run --model` takes)
 /// and opens it on `backend`, with the tokenizer at `tokenizer` (a file or its
-/// directory) or else tokenizer.json beside the checkpoint; `needs_tokenizer` makes
+/// directory) or else the one beside the checkpoint; `needs_tokenizer` makes
 /// a missing one an error.
 pub fn open_backend(
     model: &str,

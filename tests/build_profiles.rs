@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use trtllm_minitron::DType;
 use trtllm_minitron::engine_build::flags::builder_args;
-use trtllm_minitron::engine_build::profile::{self, KEYS, LoadedProfile, Merged, ModelFacts, Overrides};
+use trtllm_minitron::engine_build::profile::{self, LoadedProfile, Merged, ModelFacts, ProfileKeys};
 use trtllm_minitron::hf::config::NemotronConfig;
 
 fn engines() -> PathBuf {
@@ -104,7 +104,7 @@ fn every_shipped_profile_passes_its_checks() {
                 mapping: None,
             }
         };
-        let p = profile::resolve(&Merged::new(Some(&loaded), &Overrides::default()), &facts)
+        let p = profile::resolve(&Merged::new(Some(&loaded), &ProfileKeys::default()), &facts)
             .unwrap_or_else(|e| panic!("{e}"));
         // Every limit is written in the file, not defaulted.
         for key in profile::REQUIRED_KEYS {
@@ -133,7 +133,7 @@ fn the_profiles_say_what_their_names_say() {
         let loaded = LoadedProfile::read(&engines().join(format!("{name}.toml"))).unwrap();
         let spec = loaded.file.model.clone().unwrap();
         profile::resolve(
-            &Merged::new(Some(&loaded), &Overrides::default()),
+            &Merged::new(Some(&loaded), &ProfileKeys::default()),
             &minitron(&spec),
         )
         .unwrap()
@@ -160,7 +160,7 @@ fn the_profiles_say_what_their_names_say() {
 #[test]
 fn the_readme_documents_every_key_and_profile() {
     let readme = std::fs::read_to_string(engines().join("README.md")).unwrap();
-    for key in KEYS {
+    for key in ProfileKeys::names() {
         assert!(
             readme.contains(&format!("| `{key}` |")),
             "engines/README.md: key {key}"

@@ -11,11 +11,34 @@ use serde_json::Value;
 use crate::error::{Error, IoContext, Result};
 use crate::hf::config::NemotronConfig;
 use crate::hf::layout::check_weights;
+use crate::hf::source;
 use crate::hf::weights::WeightStore;
 use crate::safetensors_file::read_header;
 use crate::tokenizer::TokenizerInfo;
 use crate::trtllm::config::{CONFIG_FILE, ConfigKind, DirConfig};
 use crate::trtllm::conversion_manifest::{ConversionManifest, MANIFEST_FILE};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  trtllm-minitron inspect nvidia/Minitron-8B-Base
+  trtllm-minitron inspect ckpt/minitron-8b-bf16 --json")]
+pub struct InspectArgs {
+    /// Directory (or cached hub id) to describe.
+    pub path: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Inspects `spec`: a directory, else a hub id in the local Hugging Face cache.
+pub fn inspect_spec(spec: &str) -> Result<Inspection> {
+    let path = if Path::new(spec).exists() {
+        PathBuf::from(spec)
+    } else {
+        source::resolve(spec)?.dir
+    };
+    inspect(&path)
+}
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

@@ -71,6 +71,29 @@ pub struct ConvertReport {
     pub tokenizer_files: Vec<String>,
 }
 
+impl std::fmt::Display for ConvertReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gb = self.bytes_written as f64 / 1e9;
+        writeln!(
+            f,
+            "wrote {} ({} -> {}, tp={} pp={}): {} rank file(s), {:.2} GB in {:.1} s ({:.2} GB/s)",
+            self.output.display(),
+            self.source_dtype,
+            self.dtype,
+            self.tp_size,
+            self.pp_size,
+            self.ranks.len(),
+            gb,
+            self.seconds,
+            gb / self.seconds.max(1e-9)
+        )?;
+        if !self.tokenizer_files.is_empty() {
+            writeln!(f, "copied {}", self.tokenizer_files.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// A source checked and ready to convert: config, weights and their dtype.
 pub struct CheckedSource {
     pub source: ModelSource,

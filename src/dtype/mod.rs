@@ -63,6 +63,17 @@ impl DType {
     }
 }
 
+/// On the command line (`--dtype`): the config names only, bfloat16 first.
+impl clap::ValueEnum for DType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[DType::BF16, DType::F16, DType::F32]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.config_name()))
+    }
+}
+
 impl std::fmt::Display for DType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.config_name())

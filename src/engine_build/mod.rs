@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod flags;
 pub mod profile;
+pub mod report;
 pub mod runner;
 pub mod toolchain;
 pub mod up_to_date;
@@ -19,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::convert::TOKENIZER_FILES;
@@ -27,15 +27,16 @@ use crate::error::{Error, IoContext};
 use crate::json_file;
 use crate::progress::{Progress, Silent};
 use crate::staging::StagedDir;
-use crate::trtllm::build_manifest::Toolchain;
-use crate::trtllm::build_manifest::{BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord};
+use crate::trtllm::build_manifest::{
+    BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Toolchain,
+};
 use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::config::CONFIG_FILE;
 use crate::trtllm::fingerprint;
 use crate::trtllm::gpu::{self, Gpu, arch_examples};
 pub use error::{BuildError, BuildResult};
-pub use profile::Overrides;
-use profile::{LoadedProfile, Merged};
+use profile::{LoadedProfile, Merged, ProfileKeys};
+pub use report::{BuildReport, BuildStatus};
 pub use runner::BuilderStatus;
 use up_to_date::Wanted;
 
@@ -60,7 +61,8 @@ impl BuildObserver for Quiet {}
 pub struct BuildRequest {
     /// PROFILE: a profile file, or the name of one under `./engines`.
     pub profile: Option<String>,
-    pub overrides: Overrides,
+    /// Command-line values, each replacing the profile key of the same name.
+    pub overrides: ProfileKeys,
     /// Default: `trtllm-engines/<profile name>`.
     pub output: Option<PathBuf>,
     /// Default: `TRTLLM_BUILD`, else `trtllm-build` on PATH.
@@ -68,44 +70,6 @@ pub struct BuildRequest {
     pub dry_run: bool,
     /// Rebuild even when up to date, and replace an output that is not one of our engines.
     pub force: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BuildStatus {
-    Built,
-    UpToDate,
-    DryRun,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildReport {
-    pub status: BuildStatus,
-    pub output: PathBuf,
-    pub profile: ProfileRecord,
-    pub model: ModelRecord,
-    pub checkpoint: checkpoint::CheckpointPlan,
-    /// trtllm-build's command, program first. For a dry run its --output_dir is
-    /// the final directory; a real build writes to a staging sibling first.
-    pub command: Vec<String>,
-    pub toolchain: Option<Toolchain>,
-    pub gpus: Vec<Gpu>,
-    pub warnings: Vec<String>,
-    /// Why an existing engine is being rebuilt (or, for a dry run, would be).
-    pub rebuild_reason: Option<String>,
-    /// For a dry run: whether the existing engine is already up to date.
-    pub up_to_date: bool,
-    pub log: Option<PathBuf>,
-    pub durations: Option<Durations>,
-}
-
-impl BuildReport {
-    pub fn command_line(&self) -> String {
-        match self.command.split_first() {
-            Some((program, args)) => flags::shell_line(program, args),
-            None => String::new(),
-        }
-    }
 }
 
 /// Where the output goes when `--output` is not given.

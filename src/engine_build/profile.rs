@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::error::{BuildError, BuildResult};
 use super::flags;
@@ -15,58 +16,61 @@ use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::gpu::parse_arch;
 use crate::trtllm::mapping::Parallelism;
 
-/// A profile file as written: every key optional here, so that a missing
-/// required key gets our message (naming the file) rather than serde's.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The keys of an engine profile (engines/README.md documents each), spelled
+/// once: serde reads them from a profile file, clap from `build`'s flags (the
+/// keys worth overriding on the command line have one; `#[arg(skip)]` marks
+/// the others), and merging and the required-key check go through the
+/// serialized form. Every key is optional here, so that a missing required key
+/// gets our message (naming the file) rather than serde's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
-pub struct ProfileFile {
+pub struct ProfileKeys {
+    #[arg(skip)]
     pub description: Option<String>,
+    /// Hub id, model directory or TensorRT-LLM checkpoint [default: the profile's `model`].
+    #[arg(long, value_name = "SRC")]
     pub model: Option<String>,
-    pub dtype: Option<String>,
+    #[arg(long)]
+    pub dtype: Option<DType>,
+    #[arg(long = "tp-size", value_name = "N")]
     pub tp: Option<usize>,
+    #[arg(long = "pp-size", value_name = "N")]
     pub pp: Option<usize>,
+    /// Ranks trtllm-build builds at once, one GPU each [default: tp*pp].
+    #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// GPU architecture the engine is meant for, e.g. sm80 (A100), sm90 (H100).
+    #[arg(long, value_name = "SM")]
     pub target_arch: Option<String>,
+    #[arg(long, value_name = "N")]
     pub max_batch_size: Option<usize>,
+    #[arg(long, value_name = "N")]
     pub max_input_len: Option<usize>,
+    #[arg(long, value_name = "N")]
     pub max_seq_len: Option<usize>,
+    #[arg(long, value_name = "N")]
     pub max_num_tokens: Option<usize>,
+    #[arg(long, value_name = "N")]
     pub max_beam_width: Option<usize>,
+    #[arg(skip)]
     pub gemm_plugin: Option<String>,
+    #[arg(skip)]
     pub gpt_attention_plugin: Option<String>,
+    #[arg(skip)]
     pub paged_kv_cache: Option<bool>,
+    #[arg(skip)]
     pub tokens_per_block: Option<usize>,
+    #[arg(skip)]
     pub context_fmha: Option<bool>,
+    #[arg(skip)]
     pub paged_context_fmha: Option<bool>,
+    #[arg(skip)]
     pub gather_context_logits: Option<bool>,
+    #[arg(skip)]
     pub gather_generation_logits: Option<bool>,
+    #[arg(skip)]
     pub extra_flags: Option<Vec<String>>,
 }
-
-/// Every key a profile may have (engines/README.md documents each).
-pub const KEYS: [&str; 21] = [
-    "description",
-    "model",
-    "dtype",
-    "tp",
-    "pp",
-    "workers",
-    "target_arch",
-    "max_batch_size",
-    "max_input_len",
-    "max_seq_len",
-    "max_num_tokens",
-    "max_beam_width",
-    "gemm_plugin",
-    "gpt_attention_plugin",
-    "paged_kv_cache",
-    "tokens_per_block",
-    "context_fmha",
-    "paged_context_fmha",
-    "gather_context_logits",
-    "gather_generation_logits",
-    "extra_flags",
-];
 
 /// Limits a profile must state: their defaults differ between TensorRT-LLM versions.
 pub const REQUIRED_KEYS: [&str; 6] = [
@@ -78,29 +82,53 @@ pub const REQUIRED_KEYS: [&str; 6] = [
     "max_num_tokens",
 ];
 
-/// Values given on the command line; each replaces the profile key of the same name.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub model: Option<String>,
-    pub dtype: Option<DType>,
-    pub tp: Option<usize>,
-    pub pp: Option<usize>,
-    pub workers: Option<usize>,
-    pub target_arch: Option<String>,
-    pub max_batch_size: Option<usize>,
-    pub max_input_len: Option<usize>,
-    pub max_seq_len: Option<usize>,
-    pub max_num_tokens: Option<usize>,
-    pub max_beam_width: Option<usize>,
+impl ProfileKeys {
+    /// Every key a profile may have.
+    pub fn names() -> Vec<String> {
+        ProfileKeys::default()
+            .to_map()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Whether `key` has a value.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.to_map().get(key).is_some_and(|v| !v.is_null())
+    }
+
+    /// These keys with every key `over` sets replaced, and the names of those keys.
+    pub fn overridden_by(&self, over: &ProfileKeys) -> (ProfileKeys, BTreeSet<String>) {
+        let mut merged = self.to_map();
+        let mut replaced = BTreeSet::new();
+        for (key, value) in over.to_map() {
+            if !value.is_null() {
+                replaced.insert(key.clone());
+                merged.insert(key, value);
+            }
+        }
+        let values = serde_json::from_value(Value::Object(merged))
+            .expect("ProfileKeys read back from its own JSON form (tested in keys_round_trip)");
+        (values, replaced)
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            other => unreachable!("ProfileKeys serializes to a JSON object, not {other:?}"),
+        }
+    }
 }
 
-/// The command-line flag that overrides a key.
+/// The command-line flag that overrides a key (`tp` -> `--tp-size`).
 pub fn flag_for_key(key: &str) -> String {
-    match key {
-        "tp" => "--tp-size".into(),
-        "pp" => "--pp-size".into(),
-        other => format!("--{}", other.replace('_', "-")),
-    }
+    use clap::Args;
+    let command = ProfileKeys::augment_args(clap::Command::new("build"));
+    let long = command
+        .get_arguments()
+        .find(|a| a.get_id().as_str() == key)
+        .and_then(|a| a.get_long().map(str::to_string));
+    format!("--{}", long.unwrap_or_else(|| key.replace('_', "-")))
 }
 
 /// A profile file read from disk, before overrides.
@@ -109,7 +137,7 @@ pub struct LoadedProfile {
     pub path: PathBuf,
     /// The file stem: names the default output directory.
     pub name: String,
-    pub file: ProfileFile,
+    pub file: ProfileKeys,
 }
 
 impl LoadedProfile {
@@ -118,7 +146,7 @@ impl LoadedProfile {
             file: path.to_path_buf(),
             problem: format!("cannot read it: {e}"),
         })?;
-        let file: ProfileFile = toml::from_str(&text).map_err(|e| BuildError::ProfileSyntax {
+        let file: ProfileKeys = toml::from_str(&text).map_err(|e| BuildError::ProfileSyntax {
             file: path.to_path_buf(),
             problem: format!(
                 "{}\n(every key is documented in engines/README.md)",
@@ -182,35 +210,16 @@ pub fn find_profile(arg: &str) -> BuildResult<PathBuf> {
 /// The profile file merged with the command line, and which keys the command line set.
 #[derive(Debug, Clone)]
 pub struct Merged {
-    pub values: ProfileFile,
-    pub overridden: BTreeSet<&'static str>,
+    pub values: ProfileKeys,
+    pub overridden: BTreeSet<String>,
     /// The profile file, if any (for messages).
     pub file: Option<PathBuf>,
 }
 
 impl Merged {
-    pub fn new(profile: Option<&LoadedProfile>, o: &Overrides) -> Self {
-        let mut values = profile.map(|p| p.file.clone()).unwrap_or_default();
-        let mut overridden = BTreeSet::new();
-        macro_rules! apply {
-            ($field:ident, $value:expr) => {
-                if let Some(v) = $value {
-                    values.$field = Some(v);
-                    overridden.insert(stringify!($field));
-                }
-            };
-        }
-        apply!(model, o.model.clone());
-        apply!(dtype, o.dtype.map(|d| d.config_name().to_string()));
-        apply!(tp, o.tp);
-        apply!(pp, o.pp);
-        apply!(workers, o.workers);
-        apply!(target_arch, o.target_arch.clone());
-        apply!(max_batch_size, o.max_batch_size);
-        apply!(max_input_len, o.max_input_len);
-        apply!(max_seq_len, o.max_seq_len);
-        apply!(max_num_tokens, o.max_num_tokens);
-        apply!(max_beam_width, o.max_beam_width);
+    pub fn new(profile: Option<&LoadedProfile>, overrides: &ProfileKeys) -> Self {
+        let file_keys = profile.map(|p| p.file.clone()).unwrap_or_default();
+        let (values, overridden) = file_keys.overridden_by(overrides);
         Merged {
             values,
             overridden,
@@ -259,15 +268,7 @@ pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<BuildSettings> {
     // get documented defaults derived from the model.
     if has_file {
         for key in REQUIRED_KEYS {
-            let present = match key {
-                "model" => v.model.is_some(),
-                "dtype" => v.dtype.is_some(),
-                "max_batch_size" => v.max_batch_size.is_some(),
-                "max_input_len" => v.max_input_len.is_some(),
-                "max_seq_len" => v.max_seq_len.is_some(),
-                _ => v.max_num_tokens.is_some(),
-            };
-            if !present {
+            if !v.is_set(key) {
                 return Err(m.err(
                     key,
                     "is missing; a profile must state it (defaults differ between TensorRT-LLM versions)",
@@ -282,20 +283,7 @@ pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<BuildSettings> {
     if model_spec.trim().is_empty() {
         return Err(m.err("model", "is empty; expected a hub id (org/name) or a path"));
     }
-    let dtype = match &v.dtype {
-        None => model.dtype,
-        Some(name) => match name.as_str() {
-            "bfloat16" => DType::BF16,
-            "float16" => DType::F16,
-            "float32" => DType::F32,
-            other => {
-                return Err(m.err(
-                    "dtype",
-                    format!("is \"{other}\"; expected \"bfloat16\", \"float16\" or \"float32\""),
-                ));
-            }
-        },
-    };
+    let dtype = v.dtype.unwrap_or(model.dtype);
 
     let tp = v.tp.or(model.mapping.map(|m| m.tp)).unwrap_or(1);
     let pp = v.pp.or(model.mapping.map(|m| m.pp)).unwrap_or(1);
@@ -510,7 +498,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> BuildResult<BuildSettings> {
-        let file: ProfileFile = toml::from_str(text).map_err(|e| BuildError::ProfileSyntax {
+        let file: ProfileKeys = toml::from_str(text).map_err(|e| BuildError::ProfileSyntax {
             file: "p.toml".into(),
             problem: e.to_string(),
         })?;
@@ -519,7 +507,7 @@ mod tests {
             name: "p".into(),
             file,
         };
-        resolve(&Merged::new(Some(&loaded), &Overrides::default()), &tiny())
+        resolve(&Merged::new(Some(&loaded), &ProfileKeys::default()), &tiny())
     }
 
     const BASE: &str = "model = \"m\"\ndtype = \"bfloat16\"\nmax_batch_size = 2\nmax_input_len = 32\nmax_seq_len = 64\nmax_num_tokens = 64\n";
@@ -592,13 +580,13 @@ mod tests {
 
     #[test]
     fn overrides_are_named_by_their_flag() {
-        let file: ProfileFile = toml::from_str(BASE).unwrap();
+        let file: ProfileKeys = toml::from_str(BASE).unwrap();
         let loaded = LoadedProfile {
             path: "p.toml".into(),
             name: "p".into(),
             file,
         };
-        let o = Overrides {
+        let o = ProfileKeys {
             max_input_len: Some(100),
             ..Default::default()
         };
@@ -610,10 +598,11 @@ mod tests {
 
     #[test]
     fn every_listed_key_is_accepted() {
-        let text: String = KEYS
+        let text: String = ProfileKeys::names()
             .iter()
-            .map(|k| match *k {
+            .map(|k| match k.as_str() {
                 "extra_flags" => format!("{k} = []\n"),
+                "dtype" => format!("{k} = \"bfloat16\"\n"),
                 "paged_kv_cache"
                 | "context_fmha"
                 | "paged_context_fmha"
@@ -624,8 +613,50 @@ mod tests {
                 _ => format!("{k} = \"x\"\n"),
             })
             .collect();
-        let file: ProfileFile = toml::from_str(&text).unwrap();
+        let file: ProfileKeys = toml::from_str(&text).unwrap();
         assert_eq!(file.extra_flags, Some(vec![]));
+    }
+
+    #[test]
+    fn keys_round_trip_and_overrides_name_what_they_replaced() {
+        let text: String = ProfileKeys::names()
+            .iter()
+            .map(|k| match k.as_str() {
+                "extra_flags" => format!("{k} = [\"--strip_plan\"]\n"),
+                "dtype" => format!("{k} = \"float16\"\n"),
+                "paged_kv_cache"
+                | "context_fmha"
+                | "paged_context_fmha"
+                | "gather_context_logits"
+                | "gather_generation_logits" => format!("{k} = false\n"),
+                "tp" | "pp" | "workers" | "max_batch_size" | "max_input_len" | "max_seq_len"
+                | "max_num_tokens" | "max_beam_width" | "tokens_per_block" => format!("{k} = 2\n"),
+                _ => format!("{k} = \"x\"\n"),
+            })
+            .collect();
+        let full: ProfileKeys = toml::from_str(&text).unwrap();
+        let (same, replaced) = ProfileKeys::default().overridden_by(&full);
+        assert_eq!(same, full);
+        assert_eq!(replaced.len(), ProfileKeys::names().len());
+        let over = ProfileKeys {
+            tp: Some(4),
+            dtype: Some(DType::BF16),
+            ..Default::default()
+        };
+        let (merged, replaced) = full.overridden_by(&over);
+        assert_eq!(
+            (merged.tp, merged.dtype, merged.pp),
+            (Some(4), Some(DType::BF16), Some(2))
+        );
+        assert_eq!(replaced.into_iter().collect::<Vec<_>>(), ["dtype", "tp"]);
+    }
+
+    #[test]
+    fn flags_come_from_the_key_definitions() {
+        assert_eq!(flag_for_key("tp"), "--tp-size");
+        assert_eq!(flag_for_key("pp"), "--pp-size");
+        assert_eq!(flag_for_key("max_input_len"), "--max-input-len");
+        assert_eq!(flag_for_key("target_arch"), "--target-arch");
     }
 
     /// BASE with `extra`'s keys replacing BASE's lines of the same key.

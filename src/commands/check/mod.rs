@@ -6,6 +6,7 @@
 //! warm-up, against a baseline). The suite format and tolerances are documented
 //! in `tests/suites/README.md`.
 
+pub mod args;
 pub mod compare;
 pub mod record;
 pub mod report;
@@ -27,6 +28,8 @@ use crate::trtllm::config::DirConfig;
 use compare::{Run, SpeedMeasurement, SpeedSample, Status, Verdict};
 use report::{CaseResult, CheckReport};
 use suite::{Case, CaseInput, Expect, SpeedSpec, Suite};
+
+pub use args::CheckArgs;
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {

@@ -1,6 +1,7 @@
 //! The results of a `check` run: a table for people, JSON and JUnit XML for CI.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -49,72 +50,12 @@ impl CheckReport {
         self.failed == 0
     }
 
-    /// The table: case, status, agreement, first divergence (both tokens), max logit diff.
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "suite {} on {} ({} backend, {}, {}): logit tol {}, log-prob tol {}",
-            self.suite,
-            self.model,
-            self.backend,
-            self.dtype,
-            if self.mode == "reference" {
-                "against the reference runtime".to_string()
-            } else {
-                "recorded expectations".to_string()
-            },
-            self.tolerance.logit_abs,
-            self.tolerance.logprob_abs
-        );
-        let width = self
-            .cases
-            .iter()
-            .map(|c| c.name.chars().count())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:<6}  {:>7}  {:<40}  {:>14}",
-            "case", "status", "agree", "first divergence", "max logit diff"
-        );
-        for c in &self.cases {
-            let v = &c.verdict;
-            let status = match v.status {
-                Status::Pass => "pass",
-                Status::Fail => "FAIL",
-                Status::Skip => "skip",
-            };
-            let div = match &v.divergence {
-                _ if c.speed.is_some() => String::new(),
-                Some(d) => divergence_text(d, c.expected_text.as_deref(), c.got_text.as_deref()),
-                None => "-".into(),
-            };
-            let agree = if c.speed.is_some() || v.status == Status::Skip {
-                String::new()
-            } else {
-                format!("{:.1}%", v.agreement * 100.0)
-            };
-            let diff = v
-                .max_logit_diff
-                .map(|d| format!("{d:.4}"))
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                out,
-                "{:<width$}  {status:<6}  {agree:>7}  {div:<40}  {diff:>14}",
-                c.name
-            );
-            if !v.message.is_empty() {
-                let _ = writeln!(out, "{:<width$}    {}", "", v.message);
-            }
+    /// Writes [`CheckReport::junit`] to `path`, creating its directory.
+    pub fn write_junit(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
         }
-        let _ = writeln!(
-            out,
-            "{} passed, {} failed, {} skipped in {:.1} s",
-            self.passed, self.failed, self.skipped, self.seconds
-        );
-        out
+        std::fs::write(path, self.junit())
     }
 
     /// JUnit XML: one testsuite, one testcase per case (failure / skipped elements).
@@ -240,5 +181,74 @@ mod tests {
     fn escape_handles_markup_and_control_characters() {
         assert_eq!(escape("a<b>&\"'\u{1}"), "a&lt;b&gt;&amp;&quot;&apos;\u{FFFD}");
         assert_eq!(escape("x\ny"), "x&#10;y");
+    }
+}
+
+/// The table: case, status, agreement, first divergence (both tokens), max logit diff.
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "suite {} on {} ({} backend, {}, {}): logit tol {}, log-prob tol {}",
+            self.suite,
+            self.model,
+            self.backend,
+            self.dtype,
+            if self.mode == "reference" {
+                "against the reference runtime".to_string()
+            } else {
+                "recorded expectations".to_string()
+            },
+            self.tolerance.logit_abs,
+            self.tolerance.logprob_abs
+        )?;
+        let width = self
+            .cases
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        writeln!(
+            f,
+            "{:<width$}  {:<6}  {:>7}  {:<40}  {:>14}",
+            "case", "status", "agree", "first divergence", "max logit diff"
+        )?;
+        for c in &self.cases {
+            let v = &c.verdict;
+            let status = match v.status {
+                Status::Pass => "pass",
+                Status::Fail => "FAIL",
+                Status::Skip => "skip",
+            };
+            let div = match &v.divergence {
+                _ if c.speed.is_some() => String::new(),
+                Some(d) => divergence_text(d, c.expected_text.as_deref(), c.got_text.as_deref()),
+                None => "-".into(),
+            };
+            let agree = if c.speed.is_some() || v.status == Status::Skip {
+                String::new()
+            } else {
+                format!("{:.1}%", v.agreement * 100.0)
+            };
+            let diff = v
+                .max_logit_diff
+                .map(|d| format!("{d:.4}"))
+                .unwrap_or_else(|| "-".into());
+            writeln!(
+                f,
+                "{:<width$}  {status:<6}  {agree:>7}  {div:<40}  {diff:>14}",
+                c.name
+            )?;
+            if !v.message.is_empty() {
+                writeln!(f, "{:<width$}    {}", "", v.message)?;
+            }
+        }
+        writeln!(
+            f,
+            "{} passed, {} failed, {} skipped in {:.1} s",
+            self.passed, self.failed, self.skipped, self.seconds
+        )?;
+        Ok(())
     }
 }

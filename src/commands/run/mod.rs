@@ -1,6 +1,7 @@
 //! `run`: generation from prompts, on the CPU reference runtime (the TensorRT-LLM
 //! Executor backend comes with the `trtllm` feature).
 
+pub mod args;
 pub mod inputs;
 pub mod output;
 
@@ -16,6 +17,8 @@ use crate::target::{BackendChoice, open_backend};
 use crate::tokenizer::Tokenizer;
 use inputs::Prompt;
 use output::{JsonResult, timings, write_logits};
+
+pub use args::RunArgs;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {

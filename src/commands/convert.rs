@@ -1,0 +1,67 @@
+//! `convert`'s command line, and the conversion it asks for.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use clap::Args;
+
+use crate::DType;
+use crate::convert::{ConvertOptions, ConvertReport, convert};
+use crate::error::Result;
+use crate::hf::source;
+use crate::progress::Progress;
+use crate::trtllm::mapping::Parallelism;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  trtllm-minitron convert --model nvidia/Minitron-8B-Base --output ckpt/minitron-8b-bf16
+  trtllm-minitron convert --model ./Minitron-4B-Base --output ckpt/4b-tp2 --tp-size 2 --dtype float16 --json
+
+--model takes a directory, or a hub id resolved offline from the local Hugging Face
+cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub); nothing is downloaded.")]
+pub struct ConvertArgs {
+    /// Hugging Face model directory, or hub id (org/name[@revision]) in the local cache.
+    #[arg(long, value_name = "SRC")]
+    pub model: String,
+    /// Output directory (created atomically; must not exist or be empty, unless --force).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Target dtype [default: the checkpoint's own].
+    #[arg(long)]
+    pub dtype: Option<DType>,
+    /// Tensor parallel size.
+    #[arg(long, default_value_t = 1)]
+    pub tp_size: usize,
+    /// Pipeline parallel size.
+    #[arg(long, default_value_t = 1)]
+    pub pp_size: usize,
+    /// Replace an existing non-empty output directory (only once the new one is complete).
+    #[arg(long)]
+    pub force: bool,
+    /// Rank files written at once [default: number of cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ConvertArgs {
+    pub fn options(&self) -> ConvertOptions {
+        ConvertOptions {
+            dtype: self.dtype,
+            parallelism: Parallelism {
+                tp: self.tp_size,
+                pp: self.pp_size,
+            },
+            force: self.force,
+            jobs: self.jobs.unwrap_or_else(ConvertOptions::default_jobs),
+        }
+    }
+}
+
+/// Converts `--model` (a directory or cached hub id) into `--output`.
+pub fn run(args: &ConvertArgs, progress: &dyn Progress, stop: &AtomicBool) -> Result<ConvertReport> {
+    let src = source::resolve(&args.model)?;
+    convert(&src, &args.output, &args.options(), progress, stop)
+}
