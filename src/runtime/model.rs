@@ -1,7 +1,12 @@
-//! The Nemotron forward pass over a TensorRT-LLM checkpoint of any tp/pp,
-//! combining shards as TensorRT-LLM does: column-parallel outputs (qkv, fc,
+//! The Nemotron forward pass over a TensorRT-LLM checkpoint of any tp/pp:
+//! token embedding; per layer, LayerNorm1p, attention, residual, LayerNorm1p,
+//! squared-ReLU MLP, residual; then the final norm and lm_head.
+//!
+//! Shards are combined as TensorRT-LLM does: column-parallel outputs (qkv, fc,
 //! lm_head) stay per rank, row-parallel outputs (dense, proj) are summed over
-//! ranks (the all-reduce) before the residual add; padded vocab rows are dropped.
+//! ranks (the all-reduce) before the residual add; padded vocab rows are
+//! dropped. Weights stay memory-mapped in their stored dtype (`kernels`
+//! widens them a row at a time); activations are f32.
 
 use std::path::Path;
 
@@ -13,40 +18,16 @@ use crate::runtime::checkpoint::{Checkpoint, TensorLoc};
 use crate::runtime::kernels::{MatRef, decode_row, dot, layer_norm, matmul};
 use crate::trtllm::mapping::Parallelism;
 
-/// A matrix of one rank file.
-#[derive(Debug, Clone)]
-struct Mat {
-    loc: TensorLoc,
-    rows: usize,
-    cols: usize,
-}
-
-/// One tp rank's slices of a layer.
-struct LayerShard {
-    qkv: Mat,
-    dense: Mat,
-    fc: Mat,
-    proj: Mat,
-}
-
-struct Layer {
-    ln1: (Vec<f32>, Vec<f32>),
-    ln2: (Vec<f32>, Vec<f32>),
-    shards: Vec<LayerShard>,
-}
-
 pub struct Model {
     pub checkpoint: Checkpoint,
     pub config: NemotronConfig,
     pub par: Parallelism,
     embedding: Mat,
     layers: Vec<Layer>,
-    ln_f: (Vec<f32>, Vec<f32>),
+    final_norm: Norm,
+    /// One column-parallel slice of `lm_head` per tp rank.
     lm_head: Vec<Mat>,
-    /// Query and kv heads held by each tp rank (kv heads duplicated when tp > kv).
-    q_heads: usize,
-    kv_heads: usize,
-    inv_freq: Vec<f64>,
+    attention: SelfAttention,
 }
 
 /// The keys and values one sequence has seen, per layer and tp rank.
@@ -55,25 +36,6 @@ pub struct KvCache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
     len: usize,
-}
-
-impl KvCache {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes held, for memory reports.
-    pub fn bytes(&self) -> usize {
-        self.keys
-            .iter()
-            .chain(&self.values)
-            .map(|v| v.capacity() * 4)
-            .sum()
-    }
 }
 
 /// One token to run: `seq` indexes the caches, `pos` must equal that cache's length.
@@ -89,100 +51,38 @@ impl Model {
         let checkpoint = Checkpoint::open(dir)?;
         let config = checkpoint.config.model_config();
         let par = checkpoint.config.parallelism();
-        let (h, tp) = (config.hidden_size, par.tp);
-        let mat = |rank: usize, name: &str| -> Result<Mat> {
-            let loc = checkpoint.loc(rank, name)?.clone();
-            let (rows, cols) = match loc.shape.as_slice() {
-                [r, c] => (*r, *c),
-                other => {
-                    return Err(Error::Tensor {
-                        path: checkpoint.dir.join(format!("rank{rank}.safetensors")),
-                        tensor: name.into(),
-                        problem: format!("has shape {other:?}; expected a matrix"),
-                    });
-                }
-            };
-            Ok(Mat { loc, rows, cols })
-        };
-        let vector = |rank: usize, name: &str| -> Result<Vec<f32>> {
-            let loc = checkpoint.loc(rank, name)?;
-            let mut out = vec![0f32; h];
-            decode_row(checkpoint.data(loc), checkpoint.dtype, &mut out);
-            Ok(out)
+        let weights = Weights {
+            checkpoint: &checkpoint,
+            hidden: config.hidden_size,
+            eps: config.norm_eps as f32,
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for pp_rank in 0..par.pp {
-            for (local, _global) in par.layers(config.num_hidden_layers, pp_rank).enumerate() {
-                let name = |s: &str| format!("transformer.layers.{local}.{s}");
-                // Norms are replicated: read them from the stage's first tp rank.
-                let r0 = par.rank(pp_rank, 0);
-                let shards = (0..tp)
-                    .map(|t| {
-                        let r = par.rank(pp_rank, t);
-                        Ok(LayerShard {
-                            qkv: mat(r, &name("attention.qkv.weight"))?,
-                            dense: mat(r, &name("attention.dense.weight"))?,
-                            fc: mat(r, &name("mlp.fc.weight"))?,
-                            proj: mat(r, &name("mlp.proj.weight"))?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                layers.push(Layer {
-                    ln1: (
-                        vector(r0, &name("input_layernorm.weight"))?,
-                        vector(r0, &name("input_layernorm.bias"))?,
-                    ),
-                    ln2: (
-                        vector(r0, &name("post_layernorm.weight"))?,
-                        vector(r0, &name("post_layernorm.bias"))?,
-                    ),
-                    shards,
-                });
+            for local in 0..par.layers(config.num_hidden_layers, pp_rank).len() {
+                layers.push(weights.layer(par, pp_rank, local, layers.len())?);
             }
         }
         let last = par.rank(par.pp - 1, 0);
-        let ln_f = (
-            vector(last, "transformer.ln_f.weight")?,
-            vector(last, "transformer.ln_f.bias")?,
-        );
-        let lm_head = (0..tp)
-            .map(|t| mat(par.rank(par.pp - 1, t), "lm_head.weight"))
+        let final_norm = weights.norm(last, "transformer.ln_f")?;
+        let lm_head = (0..par.tp)
+            .map(|t| weights.mat(par.rank(par.pp - 1, t), "lm_head.weight"))
             .collect::<Result<Vec<_>>>()?;
-        let embedding = mat(0, "transformer.vocab_embedding.weight")?;
-        let kv_heads = if config.num_key_value_heads.is_multiple_of(tp) {
-            config.num_key_value_heads / tp
-        } else {
-            1
-        };
-        let rd = config.rotary_dim();
-        let inv_freq = (0..rd / 2)
-            .map(|j| 1.0 / config.rope_theta.powf(2.0 * j as f64 / rd as f64))
-            .collect();
+        let embedding = weights.mat(0, "transformer.vocab_embedding.weight")?;
+        let attention = SelfAttention::new(&config, par.tp);
         Ok(Model {
-            q_heads: config.num_attention_heads / tp,
-            kv_heads,
             checkpoint,
             config,
             par,
             embedding,
             layers,
-            ln_f,
+            final_norm,
             lm_head,
-            inv_freq,
+            attention,
         })
     }
 
     pub fn vocab_size(&self) -> usize {
         self.config.vocab_size
-    }
-
-    fn view(&self, m: &Mat) -> MatRef<'_> {
-        MatRef {
-            dtype: self.checkpoint.dtype,
-            rows: m.rows,
-            cols: m.cols,
-            data: self.checkpoint.data(&m.loc),
-        }
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -202,8 +102,28 @@ impl Model {
         caches: &mut [KvCache],
         logits_for: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
+        self.check_rows(rows, caches)?;
+        let pass = Pass {
+            checkpoint: &self.checkpoint,
+            attention: &self.attention,
+            rows,
+            hidden: self.config.hidden_size,
+        };
+        let mut x = self.embed(rows);
+        let mut normed = vec![0f32; x.len()];
+        for layer in &self.layers {
+            layer.forward(&mut x, &mut normed, &pass, caches);
+        }
+        for row in rows {
+            caches[row.seq].len += 1;
+        }
+        Ok(self.logits(&x, logits_for, &pass))
+    }
+
+    /// Token ids within the vocabulary, positions within the model's length,
+    /// and each sequence's rows continuing its cache.
+    fn check_rows(&self, rows: &[Row], caches: &[KvCache]) -> Result<()> {
         let c = &self.config;
-        let (h, n) = (c.hidden_size, rows.len());
         for row in rows {
             if row.token as usize >= c.vocab_size {
                 return Err(Error::InvalidInput(format!(
@@ -231,98 +151,173 @@ impl Model {
             }
             *len += 1;
         }
+        Ok(())
+    }
 
-        // Embedding lookup.
-        let emb = self.view(&self.embedding);
-        let es = emb.dtype.size();
-        let mut x = vec![0f32; n * h];
+    /// The embedding rows of the tokens, `[n, hidden]`.
+    fn embed(&self, rows: &[Row]) -> Vec<f32> {
+        let h = self.config.hidden_size;
+        let table = self.embedding.view(&self.checkpoint);
+        let row_bytes = h * table.dtype.size();
+        let mut x = vec![0f32; rows.len() * h];
         for (row, xr) in rows.iter().zip(x.chunks_exact_mut(h)) {
             let t = row.token as usize;
-            decode_row(&emb.data[t * h * es..(t + 1) * h * es], emb.dtype, xr);
+            decode_row(&table.data[t * row_bytes..(t + 1) * row_bytes], table.dtype, xr);
         }
+        x
+    }
 
-        let eps = c.norm_eps as f32;
-        let mut normed = vec![0f32; n * h];
-        for (li, layer) in self.layers.iter().enumerate() {
-            for (xr, nr) in x.chunks_exact(h).zip(normed.chunks_exact_mut(h)) {
-                layer_norm(xr, &layer.ln1.0, &layer.ln1.1, eps, nr);
-            }
-            let mut attn_sum = vec![0f32; n * h];
-            for (r, shard) in layer.shards.iter().enumerate() {
-                let width = shard.qkv.rows;
-                let mut qkv = vec![0f32; n * width];
-                matmul(&normed, n, self.view(&shard.qkv), &mut qkv);
-                let out = self.attention(&mut qkv, rows, caches, li * self.par.tp + r);
-                let mut partial = vec![0f32; n * h];
-                matmul(&out, n, self.view(&shard.dense), &mut partial);
-                add_into(&mut attn_sum, &partial);
-            }
-            add_into(&mut x, &attn_sum);
-
-            for (xr, nr) in x.chunks_exact(h).zip(normed.chunks_exact_mut(h)) {
-                layer_norm(xr, &layer.ln2.0, &layer.ln2.1, eps, nr);
-            }
-            let mut mlp_sum = vec![0f32; n * h];
-            for shard in &layer.shards {
-                let mut hidden = vec![0f32; n * shard.fc.rows];
-                matmul(&normed, n, self.view(&shard.fc), &mut hidden);
-                for v in hidden.iter_mut() {
-                    let r = v.max(0.0);
-                    *v = r * r;
-                }
-                let mut partial = vec![0f32; n * h];
-                matmul(&hidden, n, self.view(&shard.proj), &mut partial);
-                add_into(&mut mlp_sum, &partial);
-            }
-            add_into(&mut x, &mlp_sum);
-        }
-        for row in rows {
-            caches[row.seq].len += 1;
-        }
-
-        // Final norm and lm_head only for the rows asked for.
-        let m = logits_for.len();
+    /// Final norm and lm_head, only for the rows asked for; the vocabulary
+    /// padding of the last tp rank is dropped.
+    fn logits(&self, x: &[f32], rows: &[usize], pass: &Pass<'_>) -> Vec<Vec<f32>> {
+        let h = self.config.hidden_size;
+        let m = rows.len();
         let mut last = vec![0f32; m * h];
-        for (&i, out) in logits_for.iter().zip(last.chunks_exact_mut(h)) {
-            layer_norm(&x[i * h..(i + 1) * h], &self.ln_f.0, &self.ln_f.1, eps, out);
+        for (&i, out) in rows.iter().zip(last.chunks_exact_mut(h)) {
+            self.final_norm.forward(&x[i * h..(i + 1) * h], out);
         }
-        let mut logits = vec![Vec::with_capacity(c.vocab_size); m];
+        let mut logits = vec![Vec::with_capacity(self.config.vocab_size); m];
         for shard in &self.lm_head {
             let mut part = vec![0f32; m * shard.rows];
-            matmul(&last, m, self.view(shard), &mut part);
+            matmul(&last, m, pass.view(shard), &mut part);
             for (dst, src) in logits.iter_mut().zip(part.chunks_exact(shard.rows)) {
                 dst.extend_from_slice(src);
             }
         }
         for l in &mut logits {
-            l.truncate(c.vocab_size);
+            l.truncate(self.config.vocab_size);
         }
-        Ok(logits)
+        logits
+    }
+}
+
+struct Layer {
+    input_norm: Norm,
+    post_norm: Norm,
+    shards: Vec<LayerShard>,
+    /// This layer's first KV cache slot (`layer * tp`; one slot per tp rank).
+    cache_slot: usize,
+}
+
+/// One tp rank's slices of a layer's matrices.
+struct LayerShard {
+    qkv: Mat,
+    dense: Mat,
+    fc: Mat,
+    proj: Mat,
+}
+
+impl Layer {
+    /// `x` (`[n, hidden]`) through the layer; `normed` is scratch of the same size.
+    fn forward(&self, x: &mut [f32], normed: &mut [f32], pass: &Pass<'_>, caches: &mut [KvCache]) {
+        self.input_norm.forward(x, normed);
+        let attention = self.attention_block(normed, pass, caches);
+        add_into(x, &attention);
+        self.post_norm.forward(x, normed);
+        let mlp = self.mlp_block(normed, pass);
+        add_into(x, &mlp);
     }
 
-    /// RoPE on q and k, appends k/v to the caches, then causal attention for
-    /// every row and local query head. Returns `[n, q_heads * head_dim]`.
-    fn attention(&self, qkv: &mut [f32], rows: &[Row], caches: &mut [KvCache], slot: usize) -> Vec<f32> {
-        let d = self.config.head_dim;
+    /// Per tp rank: the qkv projection, attention over the cache, the dense
+    /// projection; summed over ranks.
+    fn attention_block(&self, x: &[f32], pass: &Pass<'_>, caches: &mut [KvCache]) -> Vec<f32> {
+        let n = pass.rows.len();
+        let mut sum = vec![0f32; n * pass.hidden];
+        for (rank, shard) in self.shards.iter().enumerate() {
+            let mut qkv = vec![0f32; n * shard.qkv.rows];
+            matmul(x, n, pass.view(&shard.qkv), &mut qkv);
+            let heads = pass
+                .attention
+                .forward(&mut qkv, pass.rows, caches, self.cache_slot + rank);
+            let mut partial = vec![0f32; n * pass.hidden];
+            matmul(&heads, n, pass.view(&shard.dense), &mut partial);
+            add_into(&mut sum, &partial);
+        }
+        sum
+    }
+
+    /// Per tp rank: the fc projection, squared ReLU, the proj projection;
+    /// summed over ranks.
+    fn mlp_block(&self, x: &[f32], pass: &Pass<'_>) -> Vec<f32> {
+        let n = pass.rows.len();
+        let mut sum = vec![0f32; n * pass.hidden];
+        for shard in &self.shards {
+            let mut hidden = vec![0f32; n * shard.fc.rows];
+            matmul(x, n, pass.view(&shard.fc), &mut hidden);
+            relu_squared(&mut hidden);
+            let mut partial = vec![0f32; n * pass.hidden];
+            matmul(&hidden, n, pass.view(&shard.proj), &mut partial);
+            add_into(&mut sum, &partial);
+        }
+        sum
+    }
+}
+
+/// Nemotron's activation: `max(x, 0)^2`.
+fn relu_squared(values: &mut [f32]) {
+    for v in values {
+        let r = v.max(0.0);
+        *v = r * r;
+    }
+}
+
+/// LayerNorm with weight and bias over the hidden dimension. For Nemotron's
+/// LayerNorm1p the checkpoint already stores `weight + 1`.
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    /// Normalises every row of `x` into the same row of `out`.
+    fn forward(&self, x: &[f32], out: &mut [f32]) {
+        let h = self.weight.len();
+        for (xr, or) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+            layer_norm(xr, &self.weight, &self.bias, self.eps, or);
+        }
+    }
+}
+
+/// Causal self-attention of one tp rank, with partial rotary embeddings
+/// (GPT-NeoX style, on the first `rotary_dim` of each head) and grouped kv heads.
+struct SelfAttention {
+    /// Query and kv heads held by each tp rank (kv heads duplicated when tp > kv).
+    q_heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rotary_dim: usize,
+    inv_freq: Vec<f64>,
+}
+
+impl SelfAttention {
+    fn new(config: &NemotronConfig, tp: usize) -> Self {
+        let kv_heads = if config.num_key_value_heads.is_multiple_of(tp) {
+            config.num_key_value_heads / tp
+        } else {
+            1
+        };
+        let rd = config.rotary_dim();
+        let inv_freq = (0..rd / 2)
+            .map(|j| 1.0 / config.rope_theta.powf(2.0 * j as f64 / rd as f64))
+            .collect();
+        SelfAttention {
+            q_heads: config.num_attention_heads / tp,
+            kv_heads,
+            head_dim: config.head_dim,
+            rotary_dim: rd,
+            inv_freq,
+        }
+    }
+
+    /// RoPE on q and k, appends k/v to the caches' `slot`, then causal
+    /// attention for every row and local query head. Returns `[n, q_heads * head_dim]`.
+    fn forward(&self, qkv: &mut [f32], rows: &[Row], caches: &mut [KvCache], slot: usize) -> Vec<f32> {
+        let d = self.head_dim;
         let (qh, kvh) = (self.q_heads, self.kv_heads);
         let width = (qh + 2 * kvh) * d;
-        let rd = self.config.rotary_dim();
         for (row, r) in rows.iter().zip(qkv.chunks_exact_mut(width)) {
-            let (cos, sin): (Vec<f32>, Vec<f32>) = self
-                .inv_freq
-                .iter()
-                .map(|f| {
-                    let a = row.pos as f64 * f;
-                    (a.cos() as f32, a.sin() as f32)
-                })
-                .unzip();
-            for head in r[..(qh + kvh) * d].chunks_exact_mut(d) {
-                for j in 0..rd / 2 {
-                    let (a, b) = (head[j], head[j + rd / 2]);
-                    head[j] = a * cos[j] - b * sin[j];
-                    head[j + rd / 2] = b * cos[j] + a * sin[j];
-                }
-            }
+            self.rotate(&mut r[..(qh + kvh) * d], row.pos);
             let cache = &mut caches[row.seq];
             cache.keys[slot].extend_from_slice(&r[qh * d..(qh + kvh) * d]);
             cache.values[slot].extend_from_slice(&r[(qh + kvh) * d..]);
@@ -357,6 +352,143 @@ impl Model {
             }
         });
         out
+    }
+
+    /// Rotates the first `rotary_dim` of every head in `heads` (q and k) to position `pos`.
+    fn rotate(&self, heads: &mut [f32], pos: usize) {
+        let half = self.rotary_dim / 2;
+        let (cos, sin): (Vec<f32>, Vec<f32>) = self
+            .inv_freq
+            .iter()
+            .map(|f| {
+                let a = pos as f64 * f;
+                (a.cos() as f32, a.sin() as f32)
+            })
+            .unzip();
+        for head in heads.chunks_exact_mut(self.head_dim) {
+            for j in 0..half {
+                let (a, b) = (head[j], head[j + half]);
+                head[j] = a * cos[j] - b * sin[j];
+                head[j + half] = b * cos[j] + a * sin[j];
+            }
+        }
+    }
+}
+
+/// What every layer of one forward pass shares: the mapped weights, the
+/// attention shape and the rows being run.
+struct Pass<'a> {
+    checkpoint: &'a Checkpoint,
+    attention: &'a SelfAttention,
+    rows: &'a [Row],
+    hidden: usize,
+}
+
+impl Pass<'_> {
+    fn view(&self, m: &Mat) -> MatRef<'_> {
+        m.view(self.checkpoint)
+    }
+}
+
+/// A matrix of one rank file.
+#[derive(Debug, Clone)]
+struct Mat {
+    loc: TensorLoc,
+    rows: usize,
+    cols: usize,
+}
+
+impl Mat {
+    fn view<'c>(&self, checkpoint: &'c Checkpoint) -> MatRef<'c> {
+        MatRef {
+            dtype: checkpoint.dtype,
+            rows: self.rows,
+            cols: self.cols,
+            data: checkpoint.data(&self.loc),
+        }
+    }
+}
+
+/// Reads a layer's tensors out of the checkpoint at open.
+struct Weights<'c> {
+    checkpoint: &'c Checkpoint,
+    hidden: usize,
+    eps: f32,
+}
+
+impl Weights<'_> {
+    /// Layer `local` of pipeline stage `pp_rank`, the model's layer `index`.
+    fn layer(&self, par: Parallelism, pp_rank: usize, local: usize, index: usize) -> Result<Layer> {
+        let name = |s: &str| format!("transformer.layers.{local}.{s}");
+        let shards = (0..par.tp)
+            .map(|t| {
+                let r = par.rank(pp_rank, t);
+                Ok(LayerShard {
+                    qkv: self.mat(r, &name("attention.qkv.weight"))?,
+                    dense: self.mat(r, &name("attention.dense.weight"))?,
+                    fc: self.mat(r, &name("mlp.fc.weight"))?,
+                    proj: self.mat(r, &name("mlp.proj.weight"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Norms are replicated: read them from the stage's first tp rank.
+        let r0 = par.rank(pp_rank, 0);
+        Ok(Layer {
+            input_norm: self.norm(r0, &name("input_layernorm"))?,
+            post_norm: self.norm(r0, &name("post_layernorm"))?,
+            shards,
+            cache_slot: index * par.tp,
+        })
+    }
+
+    fn mat(&self, rank: usize, name: &str) -> Result<Mat> {
+        let loc = self.checkpoint.loc(rank, name)?.clone();
+        let (rows, cols) = match loc.shape.as_slice() {
+            [r, c] => (*r, *c),
+            other => {
+                return Err(Error::Tensor {
+                    path: self.checkpoint.dir.join(format!("rank{rank}.safetensors")),
+                    tensor: name.into(),
+                    problem: format!("has shape {other:?}; expected a matrix"),
+                });
+            }
+        };
+        Ok(Mat { loc, rows, cols })
+    }
+
+    /// `{prefix}.weight` and `{prefix}.bias`, widened to f32.
+    fn norm(&self, rank: usize, prefix: &str) -> Result<Norm> {
+        Ok(Norm {
+            weight: self.vector(rank, &format!("{prefix}.weight"))?,
+            bias: self.vector(rank, &format!("{prefix}.bias"))?,
+            eps: self.eps,
+        })
+    }
+
+    fn vector(&self, rank: usize, name: &str) -> Result<Vec<f32>> {
+        let loc = self.checkpoint.loc(rank, name)?;
+        let mut out = vec![0f32; self.hidden];
+        decode_row(self.checkpoint.data(loc), self.checkpoint.dtype, &mut out);
+        Ok(out)
+    }
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held, for memory reports.
+    pub fn bytes(&self) -> usize {
+        self.keys
+            .iter()
+            .chain(&self.values)
+            .map(|v| v.capacity() * 4)
+            .sum()
     }
 }
 
