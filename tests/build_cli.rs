@@ -75,7 +75,7 @@ impl Env {
         p
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    fn command(&self, args: &[&str]) -> Cli {
         // Only the stand-ins and Python: a real trtllm-build or nvidia-smi on
         // this machine's PATH must not be found.
         let path = format!(
@@ -83,27 +83,23 @@ impl Env {
             self.bin().display(),
             python_dir().display()
         );
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"));
-        cmd.args(args)
+        Cli::new(args)
             .current_dir(self.tmp.path())
             .env("PATH", path)
             .env("PYTHONPATH", self.path("python"))
-            .env("TRTLLM_MINITRON_CACHE", self.path("cache"))
+            .cache(&self.path("cache"))
             .env("STANDIN_GPUS", A100)
             .env("STANDIN_TRTLLM_BUILD_CALLS", self.path("calls.jsonl"))
             .env_remove("STANDIN_TRTLLM_BUILD_MODE")
             .env_remove("TRTLLM_BUILD")
             .env_remove("TRTLLM_MINITRON_PYTHON")
-            .env_remove("TRTLLM_MINITRON_NVIDIA_SMI");
-        cmd
+            .env_remove("TRTLLM_MINITRON_NVIDIA_SMI")
     }
 
     fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
-        let mut cmd = self.command(args);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        envs.iter()
+            .fold(self.command(args), |cli, (k, v)| cli.env(k, v))
+            .output()
     }
 
     /// The argument lists the stand-in builder was run with.
@@ -880,21 +876,17 @@ fn the_stand_in_rejects_what_trtllm_build_1_2_rejects() {
 }
 
 /// The shipped demo profile, by name from the repository root, through the
-/// stand-in builder (skipped until the demo model is in place).
+/// stand-in builder.
 #[test]
 fn the_demo_profile_builds_by_name_from_the_repository() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !repo.join("tests/fixtures/demo-shakespeare/config.json").is_file() {
-        eprintln!("skipped: tests/fixtures/demo-shakespeare has no model yet");
-        return;
-    }
+    assert!(
+        repo.join("tests/fixtures/demo-shakespeare/config.json").is_file(),
+        "the demo model is committed, but tests/fixtures/demo-shakespeare has no config.json"
+    );
     let env = Env::new();
     let out = env.path("demo-engine");
-    let run = |args: &[&str]| {
-        let mut cmd = env.command(args);
-        cmd.current_dir(repo);
-        cmd.output().unwrap()
-    };
+    let run = |args: &[&str]| env.command(args).current_dir(repo).output();
     let dry = ok(&run(&[
         "build",
         "demo-shakespeare",

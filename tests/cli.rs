@@ -47,19 +47,17 @@ fn fake_hub_cache(model_name: &str, id: &str) -> tempfile::TempDir {
 fn hub_id_is_resolved_offline_from_the_cache() {
     let cache = fake_hub_cache("mqa-tied-f16", "nvidia/Tiny-Test");
     let out = cache.path().join("converted");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"))
-        .args([
-            "convert",
-            "--model",
-            "nvidia/Tiny-Test",
-            "--output",
-            out.to_str().unwrap(),
-            "--json",
-        ])
-        .env("HF_HOME", "/nonexistent")
-        .env("HF_HUB_CACHE", cache.path())
-        .output()
-        .unwrap();
+    let run = Cli::new(&[
+        "convert",
+        "--model",
+        "nvidia/Tiny-Test",
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ])
+    .env("HF_HOME", "/nonexistent")
+    .env("HF_HUB_CACHE", cache.path())
+    .output();
     assert!(run.status.success(), "{}", stderr(&run));
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["hub_id"], "nvidia/Tiny-Test");

@@ -329,17 +329,15 @@ fn output_inside_the_source_is_refused() {
 fn unknown_hub_id_says_how_to_download() {
     let cache = tempfile::tempdir().unwrap();
     let out = cache.path().join("out");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"))
-        .args([
-            "convert",
-            "--model",
-            "nvidia/Minitron-8B-Base",
-            "--output",
-            out.to_str().unwrap(),
-        ])
-        .env("HF_HUB_CACHE", cache.path())
-        .output()
-        .unwrap();
+    let run = Cli::new(&[
+        "convert",
+        "--model",
+        "nvidia/Minitron-8B-Base",
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .env("HF_HUB_CACHE", cache.path())
+    .output();
     assert_eq!(run.status.code(), Some(1));
     let err = stderr(&run);
     assert!(

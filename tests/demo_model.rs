@@ -21,8 +21,9 @@ fn demo_model_continues_like_transformers() {
     let cache = tempfile::tempdir().unwrap();
     for case in golden["prompts"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"))
-            .args([
+        let out = cli_in(
+            cache.path(),
+            &[
                 "run",
                 "--model",
                 dir.to_str().unwrap(),
@@ -31,10 +32,8 @@ fn demo_model_continues_like_transformers() {
                 &n,
                 "--ignore-eos",
                 "--json",
-            ])
-            .env("TRTLLM_MINITRON_CACHE", cache.path())
-            .output()
-            .unwrap();
+            ],
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let line: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(line["input_ids"], case["input_ids"], "{prompt}: tokenisation");

@@ -4,30 +4,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
-
-/// Runs the binary with its own conversion cache.
-fn run_with_cache(cache: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"))
-        .args(args)
-        .env("TRTLLM_MINITRON_CACHE", cache)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
 
 fn json_lines(out: &Output) -> Vec<Value> {
     assert!(out.status.success(), "{}", stderr(out));
@@ -73,7 +53,7 @@ fn greedy_output_matches_transformers_from_every_kind_of_model_path() {
     ]);
     assert!(conv.status.success(), "{}", stderr(&conv));
     for path in [hf.to_str().unwrap(), tp2.to_str().unwrap()] {
-        let out = run_with_cache(
+        let out = cli_in(
             cache.path(),
             &[
                 "run",
@@ -86,7 +66,6 @@ fn greedy_output_matches_transformers_from_every_kind_of_model_path() {
                 "--ignore-eos",
                 "--json",
             ],
-            None,
         );
         let lines = json_lines(&out);
         assert_eq!(lines.len(), 1);
@@ -107,7 +86,7 @@ fn logits_file_holds_context_and_generation_logits() {
     let name = "bin-f32";
     let input = golden_ids(name, "input_ids_0");
     let logits_path = cache.path().join("logits.safetensors");
-    let out = run_with_cache(
+    let out = cli_in(
         cache.path(),
         &[
             "run",
@@ -121,7 +100,6 @@ fn logits_file_holds_context_and_generation_logits() {
             "--output-logits",
             logits_path.to_str().unwrap(),
         ],
-        None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = std::fs::read(&logits_path).unwrap();
@@ -149,7 +127,7 @@ fn logits_file_holds_context_and_generation_logits() {
 fn json_log_probs_are_transformers_log_softmax_of_each_chosen_token() {
     let cache = tempfile::tempdir().unwrap();
     let name = "bin-f32";
-    let out = run_with_cache(
+    let out = cli_in(
         cache.path(),
         &[
             "run",
@@ -162,7 +140,6 @@ fn json_log_probs_are_transformers_log_softmax_of_each_chosen_token() {
             "--ignore-eos",
             "--json",
         ],
-        None,
     );
     let line = &json_lines(&out)[0];
     let got = f64s(&line["logprobs"]);
@@ -197,25 +174,24 @@ fn prompts_from_arguments_files_and_stdin() {
         "{\"prompt\": \"the test\"}\n{\"input_ids\": [5, 17, 42]}\nplain line\n",
     )
     .unwrap();
-    let out = run_with_cache(
-        cache.path(),
-        &[
-            "run",
-            "--model",
-            m.to_str().unwrap(),
-            "--prompt-file",
-            file.to_str().unwrap(),
-            "-",
-            "--max-new-tokens",
-            "4",
-            "--json",
-        ],
-        Some("from stdin\n"),
-    );
+    let out = Cli::new(&[
+        "run",
+        "--model",
+        m.to_str().unwrap(),
+        "--prompt-file",
+        file.to_str().unwrap(),
+        "-",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ])
+    .cache(cache.path())
+    .stdin("from stdin\n")
+    .output();
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 4);
     // The single-prompt path gives the same tokens as the batched one.
-    let alone = json_lines(&run_with_cache(
+    let alone = json_lines(&cli_in(
         cache.path(),
         &[
             "run",
@@ -227,7 +203,6 @@ fn prompts_from_arguments_files_and_stdin() {
             "4",
             "--json",
         ],
-        None,
     ));
     let batched = lines
         .iter()
@@ -244,7 +219,7 @@ fn sampling_is_reproducible_per_seed() {
     let cache = tempfile::tempdir().unwrap();
     let m = model("gqa-headdim-bf16");
     let sample = |seed: &str| {
-        let out = run_with_cache(
+        let out = cli_in(
             cache.path(),
             &[
                 "run",
@@ -261,7 +236,6 @@ fn sampling_is_reproducible_per_seed() {
                 "--ignore-eos",
                 "--json",
             ],
-            None,
         );
         json_lines(&out)[0]["output_ids"].clone()
     };
@@ -285,7 +259,7 @@ fn stop_strings_end_generation_before_the_stop_text() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        json_lines(&run_with_cache(cache.path(), &args, None)).remove(0)
+        json_lines(&cli_in(cache.path(), &args)).remove(0)
     };
     let full = base(&[]);
     let text = full["text"].as_str().unwrap().to_string();
@@ -313,7 +287,7 @@ fn conversion_cache_is_reused_while_fresh() {
         "2",
         "--json",
     ];
-    assert!(run_with_cache(cache.path(), &args, None).status.success());
+    assert!(cli_in(cache.path(), &args).status.success());
     let dirs = listing(&cache.path().join("checkpoints"));
     assert_eq!(dirs.len(), 1);
     let rank0 = cache
@@ -323,7 +297,7 @@ fn conversion_cache_is_reused_while_fresh() {
         .join("rank0.safetensors");
     let first = std::fs::metadata(&rank0).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    assert!(run_with_cache(cache.path(), &args, None).status.success());
+    assert!(cli_in(cache.path(), &args).status.success());
     assert_eq!(
         std::fs::metadata(&rank0).unwrap().modified().unwrap(),
         first,
@@ -336,7 +310,7 @@ fn conversion_cache_is_reused_while_fresh() {
         .unwrap();
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
         .unwrap();
-    assert!(run_with_cache(cache.path(), &args, None).status.success());
+    assert!(cli_in(cache.path(), &args).status.success());
     assert_ne!(
         std::fs::metadata(&rank0).unwrap().modified().unwrap(),
         first,
@@ -346,7 +320,7 @@ fn conversion_cache_is_reused_while_fresh() {
 
 fn run_fails(args: &[&str], needles: &[&str]) {
     let cache = tempfile::tempdir().unwrap();
-    let out = run_with_cache(cache.path(), args, None);
+    let out = cli_in(cache.path(), args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     for n in needles {
         assert!(stderr(&out).contains(n), "expected {n:?} in {}", stderr(&out));

@@ -475,21 +475,8 @@ mod tests {
     pub(crate) fn tiny() -> ModelFacts {
         ModelFacts {
             config: NemotronConfig {
-                vocab_size: 256,
-                hidden_size: 48,
-                intermediate_size: 96,
-                num_hidden_layers: 3,
-                num_attention_heads: 4,
-                num_key_value_heads: 2,
-                head_dim: 16,
-                max_position_embeddings: 128,
-                norm_eps: 1e-5,
-                rope_theta: 1e4,
-                partial_rotary_factor: 0.5,
-                tie_word_embeddings: false,
                 dtype: Some(DType::BF16),
-                bos_token_id: None,
-                eos_token_id: None,
+                ..NemotronConfig::tiny()
             },
             dtype: DType::BF16,
             label: "tiny".into(),

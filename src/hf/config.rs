@@ -162,6 +162,30 @@ impl NemotronConfig {
         })
     }
 
+    /// A tiny valid config for tests (the shape of the test fixtures: 3 layers,
+    /// hidden 48, 4 heads and 2 kv heads of head_dim 16, MLP 96, vocabulary
+    /// 256, 128 positions); change what a test needs with struct update syntax.
+    #[doc(hidden)]
+    pub fn tiny() -> Self {
+        NemotronConfig {
+            vocab_size: 256,
+            hidden_size: 48,
+            intermediate_size: 96,
+            num_hidden_layers: 3,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 16,
+            max_position_embeddings: 128,
+            norm_eps: 1e-5,
+            rope_theta: 1e4,
+            partial_rotary_factor: 0.5,
+            tie_word_embeddings: false,
+            dtype: None,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
     /// `int(head_dim * partial_rotary_factor)`, as TensorRT-LLM computes it.
     pub fn rotary_dim(&self) -> usize {
         (self.head_dim as f64 * self.partial_rotary_factor).trunc() as usize

@@ -146,13 +146,7 @@ mod tests {
             num_key_value_heads: 8,
             head_dim: 128,
             max_position_embeddings: 4096,
-            norm_eps: 1e-5,
-            rope_theta: 1e4,
-            partial_rotary_factor: 0.5,
-            tie_word_embeddings: false,
-            dtype: None,
-            bos_token_id: None,
-            eos_token_id: None,
+            ..NemotronConfig::tiny()
         };
         // 48 heads, 8 kv heads, F = 16384 = 2^14: 3, 6, 12, 24, 48 break kv/F rules.
         assert_eq!(allowed_tp_sizes(&c), vec![1, 2, 4, 8, 16]);

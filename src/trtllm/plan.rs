@@ -247,20 +247,9 @@ mod tests {
     fn tiny(heads: usize, kv: usize, vocab: usize) -> NemotronConfig {
         NemotronConfig {
             vocab_size: vocab,
-            hidden_size: 48,
-            intermediate_size: 96,
-            num_hidden_layers: 3,
             num_attention_heads: heads,
             num_key_value_heads: kv,
-            head_dim: 16,
-            max_position_embeddings: 128,
-            norm_eps: 1e-5,
-            rope_theta: 1e4,
-            partial_rotary_factor: 0.5,
-            tie_word_embeddings: false,
-            dtype: None,
-            bos_token_id: None,
-            eos_token_id: None,
+            ..NemotronConfig::tiny()
         }
     }
 

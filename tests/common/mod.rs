@@ -2,8 +2,10 @@
 //! copying and corrupting fixture checkpoints.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -13,12 +15,77 @@ pub fn model(name: &str) -> PathBuf {
     fixtures().join("models").join(name)
 }
 
-/// Runs the built `trtllm-minitron` binary.
+/// The built `trtllm-minitron` binary as a test sets it up: the one way the
+/// tests run the command line.
+pub struct Cli {
+    command: Command,
+    stdin: Option<String>,
+}
+
+impl Cli {
+    pub fn new(args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"));
+        command.args(args);
+        Cli { command, stdin: None }
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
+    /// A conversion cache of the test's own (`TRTLLM_MINITRON_CACHE`).
+    pub fn cache(self, dir: &Path) -> Self {
+        self.env("TRTLLM_MINITRON_CACHE", dir)
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Text on standard input (else it is empty).
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.to_string());
+        self
+    }
+
+    /// Runs it to the end, capturing stdout and stderr.
+    pub fn output(mut self) -> Output {
+        let Some(text) = self.stdin else {
+            return self.command.output().expect("the trtllm-minitron binary runs");
+        };
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the trtllm-minitron binary runs");
+        let mut input = child.stdin.take().expect("a piped stdin");
+        input.write_all(text.as_bytes()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+}
+
+/// Runs the binary with `args`.
 pub fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"))
-        .args(args)
-        .output()
-        .expect("the trtllm-minitron binary runs")
+    Cli::new(args).output()
+}
+
+/// Runs the binary with `args` and a conversion cache of its own.
+pub fn cli_in(cache: &Path, args: &[&str]) -> Output {
+    Cli::new(args).cache(cache).output()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A JSON array of numbers.
