@@ -583,44 +583,34 @@ mod tests {
         assert!(e.starts_with("--max-input-len (overriding p.toml)"), "{e}");
     }
 
-    #[test]
-    fn every_listed_key_is_accepted() {
-        let text: String = ProfileKeys::names()
+    /// A profile setting every key: numbers to `number`, switches to `switch`.
+    fn every_key(number: u32, switch: bool, dtype: &str, extra_flags: &str) -> String {
+        ProfileKeys::names()
             .iter()
             .map(|k| match k.as_str() {
-                "extra_flags" => format!("{k} = []\n"),
-                "dtype" => format!("{k} = \"bfloat16\"\n"),
+                "extra_flags" => format!("{k} = {extra_flags}\n"),
+                "dtype" => format!("{k} = \"{dtype}\"\n"),
                 "paged_kv_cache"
                 | "context_fmha"
                 | "paged_context_fmha"
                 | "gather_context_logits"
-                | "gather_generation_logits" => format!("{k} = true\n"),
+                | "gather_generation_logits" => format!("{k} = {switch}\n"),
                 "tp" | "pp" | "workers" | "max_batch_size" | "max_input_len" | "max_seq_len"
-                | "max_num_tokens" | "max_beam_width" | "tokens_per_block" => format!("{k} = 1\n"),
+                | "max_num_tokens" | "max_beam_width" | "tokens_per_block" => format!("{k} = {number}\n"),
                 _ => format!("{k} = \"x\"\n"),
             })
-            .collect();
-        let file: ProfileKeys = toml::from_str(&text).unwrap();
+            .collect()
+    }
+
+    #[test]
+    fn every_listed_key_is_accepted() {
+        let file: ProfileKeys = toml::from_str(&every_key(1, true, "bfloat16", "[]")).unwrap();
         assert_eq!(file.extra_flags, Some(vec![]));
     }
 
     #[test]
     fn keys_round_trip_and_overrides_name_what_they_replaced() {
-        let text: String = ProfileKeys::names()
-            .iter()
-            .map(|k| match k.as_str() {
-                "extra_flags" => format!("{k} = [\"--strip_plan\"]\n"),
-                "dtype" => format!("{k} = \"float16\"\n"),
-                "paged_kv_cache"
-                | "context_fmha"
-                | "paged_context_fmha"
-                | "gather_context_logits"
-                | "gather_generation_logits" => format!("{k} = false\n"),
-                "tp" | "pp" | "workers" | "max_batch_size" | "max_input_len" | "max_seq_len"
-                | "max_num_tokens" | "max_beam_width" | "tokens_per_block" => format!("{k} = 2\n"),
-                _ => format!("{k} = \"x\"\n"),
-            })
-            .collect();
+        let text = every_key(2, false, "float16", "[\"--strip_plan\"]");
         let full: ProfileKeys = toml::from_str(&text).unwrap();
         let (same, replaced) = ProfileKeys::default().overridden_by(&full);
         assert_eq!(same, full);
