@@ -173,17 +173,6 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_handles_markup_and_control_characters() {
-        assert_eq!(escape("a<b>&\"'\u{1}"), "a&lt;b&gt;&amp;&quot;&apos;\u{FFFD}");
-        assert_eq!(escape("x\ny"), "x&#10;y");
-    }
-}
-
 /// The table: case, status, agreement, first divergence (both tokens), max logit diff.
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -250,5 +239,16 @@ impl fmt::Display for CheckReport {
             self.passed, self.failed, self.skipped, self.seconds
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_handles_markup_and_control_characters() {
+        assert_eq!(escape("a<b>&\"'\u{1}"), "a&lt;b&gt;&amp;&quot;&apos;\u{FFFD}");
+        assert_eq!(escape("x\ny"), "x&#10;y");
     }
 }
