@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::Value;
@@ -164,14 +163,6 @@ fn hf_dir_with_spm_only() -> tempfile::TempDir {
     dir
 }
 
-fn bin(args: &[&str], cache: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"))
-        .args(args)
-        .env("TRTLLM_MINITRON_CACHE", cache)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn run_inspect_and_convert_use_tokenizer_model() {
     let model = hf_dir_with_spm_only();
@@ -180,15 +171,15 @@ fn run_inspect_and_convert_use_tokenizer_model() {
     let case = &expected()["cases"]["multilingual"];
     let text = case["text"].as_str().unwrap();
 
-    let out = bin(
-        &["run", "--model", m, text, "--max-new-tokens", "3", "--json"],
+    let out = cli_in(
         cache.path(),
+        &["run", "--model", m, text, "--max-new-tokens", "3", "--json"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["input_ids"], case["ids"]);
 
-    let out = bin(&["inspect", m, "--json"], cache.path());
+    let out = cli_in(cache.path(), &["inspect", m, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -197,15 +188,15 @@ fn run_inspect_and_convert_use_tokenizer_model() {
     );
     assert_eq!(v["tokenizer"]["source"], "sentence-piece");
     assert_eq!(v["tokenizer"]["vocab_size"], 1000);
-    let out = bin(&["inspect", m], cache.path());
+    let out = cli_in(cache.path(), &["inspect", m]);
     let text_out = String::from_utf8_lossy(&out.stdout);
     assert!(text_out.contains("tokenizer.model"), "{text_out}");
 
     let out_dir = tempfile::tempdir().unwrap();
     let ckpt = out_dir.path().join("ckpt");
-    let out = bin(
-        &["convert", "--model", m, "--output", ckpt.to_str().unwrap()],
+    let out = cli_in(
         cache.path(),
+        &["convert", "--model", m, "--output", ckpt.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -213,7 +204,7 @@ fn run_inspect_and_convert_use_tokenizer_model() {
         std::fs::read(spm_dir().join("bpe.model")).unwrap()
     );
     assert!(!ckpt.join("tokenizer.json").exists());
-    let out = bin(&["inspect", ckpt.to_str().unwrap(), "--json"], cache.path());
+    let out = cli_in(cache.path(), &["inspect", ckpt.to_str().unwrap(), "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["tokenizer"]["path"],
@@ -228,7 +219,7 @@ fn run_inspect_and_convert_use_tokenizer_model() {
         model.path().join("tokenizer.model"),
     )
     .unwrap();
-    let out = bin(&["run", "--model", m, "hello"], cache.path());
+    let out = cli_in(cache.path(), &["run", "--model", m, "hello"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     let file = model.path().join("tokenizer.model");
@@ -238,7 +229,7 @@ fn run_inspect_and_convert_use_tokenizer_model() {
     );
     assert!(err.contains(&format!("from_pretrained('{m}')")), "{err}");
     assert_eq!(err.matches("SentencePiece Unigram model").count(), 1, "{err}");
-    let out = bin(&["inspect", m, "--json"], cache.path());
+    let out = cli_in(cache.path(), &["inspect", m, "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         v["tokenizer"]["problem"].as_str().unwrap().contains("Unigram"),

@@ -82,20 +82,17 @@ impl Engine {
 
     /// `trtllm-minitron run --model ENGINE ARGS` with nothing in its environment
     /// but the fake's record file: no LD_LIBRARY_PATH, no PATH.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"));
-        c.env_clear()
+    fn command(&self, args: &[&str]) -> common::Cli {
+        let dir = self.dir();
+        let mut all = vec!["run", "--backend", "trtllm", "--model", dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        common::Cli::new(&all)
+            .env_clear()
             .env("TRTLLM_FAKE_RECORD", self.record_path())
-            .args(["run", "--backend", "trtllm", "--model"])
-            .arg(self.dir())
-            .args(args);
-        c
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .output()
-            .expect("the trtllm-minitron binary runs")
+        self.command(args).output()
     }
 
     /// What the fake recorded, one JSON object per call.
@@ -355,6 +352,7 @@ fn ctrl_c_cancels_the_request_and_shuts_the_executor_down() {
     let mut child = engine
         .command(&["--input-ids", "5", "--max-new-tokens", "3000", "--ignore-eos"])
         .env("TRTLLM_FAKE_STEP_MS", "20")
+        .into_command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

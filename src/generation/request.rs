@@ -40,7 +40,8 @@ pub struct Generated {
     /// `[n_new][vocab]` when asked for: the distribution each token was drawn from.
     pub generation_logits: Vec<Vec<f32>>,
     /// When asked for: the log-probability of each generated token under the distribution
-    /// it was drawn from ([`crate::runtime::sampling::Sampler::log_prob`]), except a final
+    /// it was drawn from (the softmax after repetition penalty and temperature, before the
+    /// top-k and top-p cuts; the reference runtime's `Sampler::log_prob`), except a final
     /// end token, for which TensorRT-LLM reports none (both backends agree).
     pub logprobs: Vec<f32>,
     pub prefill_seconds: f64,

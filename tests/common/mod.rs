@@ -34,6 +34,12 @@ impl Cli {
         self
     }
 
+    /// Nothing in its environment but what is set after this.
+    pub fn env_clear(mut self) -> Self {
+        self.command.env_clear();
+        self
+    }
+
     pub fn env_remove(mut self, key: &str) -> Self {
         self.command.env_remove(key);
         self
@@ -53,6 +59,11 @@ impl Cli {
     pub fn stdin(mut self, text: &str) -> Self {
         self.stdin = Some(text.to_string());
         self
+    }
+
+    /// The command itself, for a test that drives the process (signals, streams).
+    pub fn into_command(self) -> Command {
+        self.command
     }
 
     /// Runs it to the end, capturing stdout and stderr.
