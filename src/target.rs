@@ -37,6 +37,8 @@ pub enum BackendChoice {
     Auto,
 }
 
+/// The checkpoint or engine directory `spec` names; a Hugging Face model is
+/// converted into the conversion cache first, unless a fresh conversion is there.
 pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result<Target> {
     let src = source::resolve(spec)?;
     match DirConfig::read(&src.dir)?.kind {
