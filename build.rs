@@ -3,36 +3,42 @@
 //! generated code for `src/executor/ffi.rs` plus `cpp/executor_bridge.cpp`,
 //! compiled against TensorRT-LLM's headers and linked to its libraries.
 //!
-//! How it decides (feature `trtllm` only):
-//! 1. It looks for TensorRT-LLM headers (`tensorrt_llm/executor/executor.h`)
-//!    and libraries (`libtensorrt_llm.so`, `libnvinfer_plugin_tensorrt_llm.so`)
-//!    in `TRTLLM_INCLUDE_DIR` / `TRTLLM_LIB_DIR`, under `TRTLLM_ROOT`, and in
-//!    the installed `tensorrt_llm` Python package (`TRTLLM_MINITRON_PYTHON`,
-//!    else `python3`); CUDA headers and cudart under `CUDA_HOME` / `CUDA_PATH` /
-//!    /usr/local/cuda; TensorRT's `libnvinfer.so.10` (`TENSORRT_ROOT`, the
-//!    `tensorrt_libs` Python package, the system); an MPI runtime
-//!    `libmpi.so.40` (`MPI_HOME`, HPC-X, Open MPI's usual places, the system).
-//! 2. All found: it matches the library's C++ ABI (`nm -D libtensorrt_llm.so`
-//!    has `__cxx11` symbols or not: `-D_GLIBCXX_USE_CXX11_ABI=1/0`), compiles
-//!    the bridge and links the two libraries. What they need from other
-//!    directories (`readelf -d`: TensorRT, MPI, cudart, ...) the binary needs
-//!    directly, with those directories in its runpath: the loader would not
-//!    search the binary's runpath for a library's dependencies, so the binary
-//!    starts without `LD_LIBRARY_PATH`.
-//! 3. Not all found, and TensorRT-LLM was asked for explicitly (`TRTLLM_ROOT`,
-//!    `TRTLLM_INCLUDE_DIR`, `TRTLLM_LIB_DIR` or `TRTLLM_MINITRON_REQUIRE_CPP=1`):
-//!    the build fails here with one message listing what was looked for where.
-//! 4. Not found otherwise, or `TRTLLM_MINITRON_SKIP_CPP=1`: nothing of
-//!    TensorRT-LLM's is compiled, a cargo warning says so, cxx's header is still
-//!    generated (for `scripts/check-cpp`) and its glue is compiled with the
-//!    throwing stand-ins of `cpp/bridge_unavailable.cpp` (no undefined symbols). Cargo runs a build script once for `check` and
-//!    `build` alike and does not tell it which, so instead of failing here the
-//!    script hands the linker a linker script whose `ASSERT` fails with the same
-//!    message: `cargo check --features trtllm` (which links nothing) passes, and
-//!    a `cargo build --features trtllm` fails at link time saying why.
+//! How it decides (feature `trtllm` only; the rules are `build/discovery.rs`,
+//! tested by `tests/build_discovery.rs`; `cpp/README.md` lists every place):
+//! 1. It looks for TensorRT-LLM's headers and libraries (the `TRTLLM_*`
+//!    variables, the `tensorrt_llm` Python package, NVIDIA's release container
+//!    under /app/tensorrt_llm, `LD_LIBRARY_PATH`), CUDA's headers, TensorRT and
+//!    an MPI runtime.
+//! 2. All found: the headers' version (`tensorrt_llm/executor/version.h`) must
+//!    be the library's (`tensorrt_llm/version.py`), or the build fails. It
+//!    matches the library's C++ ABI (`nm -D`: `__cxx11` symbols or not),
+//!    compiles the bridge and links the two libraries. What they need and
+//!    neither their own runpath nor the system loader provides (`readelf -d`,
+//!    followed down), the binary lists itself, with those directories in its
+//!    runpath: the loader never searches a binary's runpath for a library's
+//!    dependencies, so this is how the binary starts without `LD_LIBRARY_PATH`.
+//! 3. Not all found, and TensorRT-LLM was asked for (a `TRTLLM_ROOT`,
+//!    `TRTLLM_INCLUDE_DIR` or `TRTLLM_LIB_DIR` variable,
+//!    `TRTLLM_MINITRON_REQUIRE_CPP=1`) or part of it was found: the build fails
+//!    here with one message listing what was looked for where.
+//! 4. Found nowhere and not asked for, or `TRTLLM_MINITRON_SKIP_CPP=1`:
+//!    nothing of TensorRT-LLM's is compiled, a cargo warning says so, cxx's
+//!    header is still generated (for `scripts/check-cpp`) and its glue is
+//!    compiled with the throwing stand-ins of `cpp/bridge_unavailable.cpp`.
+//!    Cargo runs a build script once for `check` and `build` alike and does not
+//!    tell it which, so instead of failing here the script hands the linker a
+//!    linker script whose `ASSERT` fails with the same message: `cargo check
+//!    --features trtllm` (which links nothing) passes on machines without
+//!    TensorRT-LLM, and `cargo build --features trtllm` fails at its link step
+//!    saying what is missing and what to set.
+
+#[cfg(feature = "trtllm")]
+#[path = "build/discovery.rs"]
+mod discovery;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=cpp");
     println!("cargo:rerun-if-changed=src/executor/ffi.rs");
     #[cfg(feature = "trtllm")]
@@ -45,18 +51,15 @@ mod bridge {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    const ENV: [&str; 11] = [
-        "TRTLLM_ROOT",
-        "TRTLLM_INCLUDE_DIR",
-        "TRTLLM_LIB_DIR",
+    use super::discovery::{self, Dynamic, Found, Inputs};
+
+    /// Variables read here besides discovery's directory variables.
+    const OTHER_ENV: [&str; 5] = [
         "TRTLLM_MINITRON_PYTHON",
         "TRTLLM_MINITRON_SKIP_CPP",
         "TRTLLM_MINITRON_REQUIRE_CPP",
-        "CUDA_HOME",
-        "CUDA_PATH",
-        "TENSORRT_ROOT",
-        "MPI_HOME",
-        "OMPI_HOME",
+        "LD_LIBRARY_PATH",
+        "PYTHONPATH",
     ];
 
     fn var(name: &str) -> Option<PathBuf> {
@@ -67,38 +70,8 @@ mod bridge {
         env::var(name).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
     }
 
-    /// Records what was looked for where, for the failure message.
-    #[derive(Default)]
-    struct Search {
-        lines: Vec<String>,
-    }
-
-    impl Search {
-        /// The first candidate directory holding every one of `files`.
-        fn find(&mut self, what: &str, files: &[&str], candidates: &[(String, PathBuf)]) -> Option<PathBuf> {
-            for (_, dir) in candidates {
-                if files.iter().all(|f| dir.join(f).is_file()) {
-                    return Some(dir.clone());
-                }
-            }
-            let tried: Vec<String> = candidates
-                .iter()
-                .map(|(source, dir)| format!("{} ({source})", dir.display()))
-                .collect();
-            self.lines.push(format!(
-                "{what}: {} not found in {}",
-                files.join(" + "),
-                if tried.is_empty() {
-                    "nowhere (no TRTLLM_* variable set, no tensorrt_llm package)".to_string()
-                } else {
-                    tried.join(", ")
-                }
-            ));
-            None
-        }
-    }
-
-    /// The `tensorrt_llm` package directory, found without importing it.
+    /// A Python package's directory, found without importing it (importing
+    /// tensorrt_llm prints a banner and initialises CUDA and MPI).
     fn python_package(name: &str) -> Option<PathBuf> {
         let python = var("TRTLLM_MINITRON_PYTHON").unwrap_or_else(|| PathBuf::from("python3"));
         let code = format!(
@@ -110,8 +83,7 @@ mod bridge {
         (out.status.success() && !text.is_empty()).then(|| PathBuf::from(text))
     }
 
-    /// `ldconfig -p`: the libraries the dynamic loader's cache knows, as
-    /// (file name, path).
+    /// `ldconfig -p`: the libraries the dynamic loader's cache knows.
     fn loader_cache() -> Vec<(String, PathBuf)> {
         let out = ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
             .iter()
@@ -135,216 +107,54 @@ mod bridge {
             .collect()
     }
 
-    /// Directories `ldconfig -p` knows holding `file`.
-    fn ldconfig(file: &str) -> Vec<PathBuf> {
-        loader_cache()
-            .into_iter()
-            .filter(|(name, _)| name == file)
-            .filter_map(|(_, path)| path.parent().map(Path::to_path_buf))
-            .collect()
-    }
-
-    /// The DT_NEEDED entries of a shared library (`readelf -d`), or `None` when
-    /// they cannot be read.
-    fn needed(lib: &Path) -> Option<Vec<String>> {
+    /// A shared library's dynamic section, from `readelf -d`.
+    fn read_dynamic(lib: &Path) -> Option<Dynamic> {
         let out = Command::new("readelf")
             .arg("-d")
             .arg(lib)
             .output()
             .ok()
             .filter(|o| o.status.success())?;
-        Some(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.contains("(NEEDED)"))
-                .filter_map(|l| Some(l.split_once('[')?.1.split_once(']')?.0.to_string()))
-                .collect(),
-        )
+        Some(discovery::parse_readelf(&String::from_utf8_lossy(&out.stdout)))
     }
 
-    /// What the binary must list as its own NEEDED entries so that it starts
-    /// without `LD_LIBRARY_PATH`: the libraries `libs` need that are neither
-    /// beside them nor known to the system loader, each with the directory
-    /// among `dirs` that holds it. The loader does not search an executable's
-    /// runpath for a library's dependencies, and libtensorrt_llm.so's own
-    /// runpath is `$ORIGIN` only; a library the executable itself needs is
-    /// loaded first (from its runpath) and then satisfies the others by soname.
-    /// Also returns the ones found nowhere.
-    fn direct_dependencies(libs: &[PathBuf], dirs: &[PathBuf]) -> (Vec<(String, PathBuf)>, Vec<String>) {
-        let system: Vec<String> = loader_cache().into_iter().map(|(name, _)| name).collect();
-        let default_dirs = ["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
-        let mut found: Vec<(String, PathBuf)> = Vec::new();
-        let mut missing = Vec::new();
-        for lib in libs {
-            let names = needed(lib).unwrap_or_else(|| {
-                println!(
-                    "cargo:warning=trtllm-minitron: cannot run `readelf -d` on {}; assuming it needs \
-                     libnvinfer.so.10, libmpi.so.40 and libcudart.so",
-                    lib.display()
-                );
-                vec![
-                    "libnvinfer.so.10".into(),
-                    "libmpi.so.40".into(),
-                    "libcudart.so".into(),
-                ]
-            });
-            let origin = lib.parent().unwrap_or(Path::new("."));
-            for name in names {
-                let resolved = origin.join(&name).is_file()
-                    || system.contains(&name)
-                    || default_dirs.iter().any(|d| Path::new(d).join(&name).is_file())
-                    || found.iter().any(|(n, _)| *n == name);
-                if resolved {
-                    continue;
-                }
-                match dirs.iter().find(|d| d.join(&name).is_file()) {
-                    Some(dir) => found.push((name, dir.clone())),
-                    None if !missing.contains(&name) => missing.push(name),
-                    None => {}
-                }
-            }
-        }
-        (found, missing)
-    }
-
-    /// `LD_LIBRARY_PATH`'s directories, and the `lib` directories of the NVIDIA
-    /// Python wheels beside the `tensorrt_llm` package (cuBLAS, NCCL, ...): where
-    /// a library's dependencies may be found at build time.
-    fn extra_library_dirs() -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = env::var_os("LD_LIBRARY_PATH")
-            .map(|v| {
-                env::split_paths(&v)
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(site) = python_package("tensorrt_llm").and_then(|p| p.parent().map(Path::to_path_buf))
-            && let Ok(entries) = std::fs::read_dir(site.join("nvidia"))
-        {
-            let mut wheels: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("lib")).collect();
-            wheels.sort();
-            dirs.extend(wheels.into_iter().filter(|d| d.is_dir()));
-        }
-        dirs
-    }
-
-    fn candidates(list: &[(&str, Option<PathBuf>)]) -> Vec<(String, PathBuf)> {
-        list.iter()
-            .filter_map(|(s, d)| d.clone().map(|d| (s.to_string(), d)))
+    /// `LD_LIBRARY_PATH` as the user set it. Cargo puts its own directories in
+    /// front for build scripts (the target directory's profile and `deps`
+    /// directories, the toolchain's libraries), which hold nothing of
+    /// TensorRT-LLM's.
+    fn user_ld_library_path(out_dir: &Path) -> Vec<PathBuf> {
+        let profile = out_dir.ancestors().nth(3).map(Path::to_path_buf);
+        let rustc = var("RUSTC").unwrap_or_else(|| PathBuf::from("rustc"));
+        let sysroot = Command::new(rustc)
+            .args(["--print", "sysroot"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        env::var_os("LD_LIBRARY_PATH")
+            .map(|v| env::split_paths(&v).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .filter(|p| !profile.as_ref().is_some_and(|d| p.starts_with(d)))
+            .filter(|p| !sysroot.as_ref().is_some_and(|d| p.starts_with(d)))
             .collect()
     }
 
-    struct Found {
-        include: PathBuf,
-        lib: PathBuf,
-        plugin_lib: PathBuf,
-        cuda_include: PathBuf,
-        cuda_lib: PathBuf,
-        runtime_dirs: Vec<PathBuf>,
-    }
-
-    fn locate(search: &mut Search) -> Option<Found> {
-        let root = var("TRTLLM_ROOT");
-        let under = |rel: &str| root.as_ref().map(|r| r.join(rel));
-        let package = python_package("tensorrt_llm");
-        if package.is_none() {
-            search.lines.push(
-                "the tensorrt_llm Python package: not installed for TRTLLM_MINITRON_PYTHON / python3".into(),
-            );
+    fn inputs(out_dir: &Path) -> Inputs {
+        Inputs {
+            vars: discovery::VARIABLES
+                .iter()
+                .filter_map(|n| var(n).map(|v| (n.to_string(), v)))
+                .collect(),
+            ld_library_path: user_ld_library_path(out_dir),
+            packages: ["tensorrt_llm", "tensorrt_libs"]
+                .iter()
+                .filter_map(|n| python_package(n).map(|p| (n.to_string(), p)))
+                .collect(),
+            loader_cache: loader_cache(),
+            sysroot: PathBuf::from("/"),
         }
-        let in_package = |rel: &str| package.as_ref().map(|p| p.join(rel));
-
-        let include = search.find(
-            "TensorRT-LLM headers",
-            &[
-                "tensorrt_llm/executor/executor.h",
-                "tensorrt_llm/plugins/api/tllmPlugin.h",
-            ],
-            &candidates(&[
-                ("TRTLLM_INCLUDE_DIR", var("TRTLLM_INCLUDE_DIR")),
-                ("TRTLLM_ROOT", under("include")),
-                ("TRTLLM_ROOT", under("cpp/include")),
-                ("tensorrt_llm package", in_package("include")),
-            ]),
-        );
-        let lib_dirs = candidates(&[
-            ("TRTLLM_LIB_DIR", var("TRTLLM_LIB_DIR")),
-            ("TRTLLM_ROOT", under("lib")),
-            ("TRTLLM_ROOT", under("lib64")),
-            ("TRTLLM_ROOT", under("tensorrt_llm/libs")),
-            ("TRTLLM_ROOT", under("cpp/build/tensorrt_llm")),
-            ("tensorrt_llm package", in_package("libs")),
-        ]);
-        let lib = search.find("TensorRT-LLM library", &["libtensorrt_llm.so"], &lib_dirs);
-        let mut plugin_dirs = lib_dirs.clone();
-        plugin_dirs.extend(candidates(&[(
-            "TRTLLM_ROOT",
-            under("cpp/build/tensorrt_llm/plugins"),
-        )]));
-        let plugin_lib = search.find(
-            "TensorRT-LLM plugins",
-            &["libnvinfer_plugin_tensorrt_llm.so"],
-            &plugin_dirs,
-        );
-
-        let cuda = var("CUDA_HOME")
-            .map(|d| ("CUDA_HOME".to_string(), d))
-            .or_else(|| var("CUDA_PATH").map(|d| ("CUDA_PATH".to_string(), d)))
-            .unwrap_or_else(|| ("default".to_string(), PathBuf::from("/usr/local/cuda")));
-        let cuda_include = search.find(
-            "CUDA headers",
-            &["cuda_fp16.h", "cuda_bf16.h"],
-            &[(cuda.0.clone(), cuda.1.join("include"))],
-        );
-        let cuda_lib = search.find(
-            "CUDA runtime",
-            &["libcudart.so"],
-            &[
-                (cuda.0.clone(), cuda.1.join("lib64")),
-                (cuda.0.clone(), cuda.1.join("lib")),
-                (cuda.0.clone(), cuda.1.join("targets/x86_64-linux/lib")),
-            ],
-        );
-
-        let mut trt = candidates(&[
-            ("TENSORRT_ROOT", var("TENSORRT_ROOT").map(|d| d.join("lib"))),
-            ("tensorrt_libs package", python_package("tensorrt_libs")),
-            ("system", Some(PathBuf::from("/usr/lib/x86_64-linux-gnu"))),
-            ("system", Some(PathBuf::from("/usr/lib/aarch64-linux-gnu"))),
-        ]);
-        trt.extend(
-            ldconfig("libnvinfer.so.10")
-                .into_iter()
-                .map(|d| ("ldconfig".to_string(), d)),
-        );
-        let tensorrt = search.find("TensorRT", &["libnvinfer.so.10"], &trt);
-
-        let mut mpi = candidates(&[
-            ("MPI_HOME", var("MPI_HOME").map(|d| d.join("lib"))),
-            ("OMPI_HOME", var("OMPI_HOME").map(|d| d.join("lib"))),
-            ("HPC-X", Some(PathBuf::from("/opt/hpcx/ompi/lib"))),
-            ("Open MPI", Some(PathBuf::from("/usr/local/mpi/lib"))),
-            (
-                "Open MPI",
-                Some(PathBuf::from("/usr/lib/x86_64-linux-gnu/openmpi/lib")),
-            ),
-            ("system", Some(PathBuf::from("/usr/lib/x86_64-linux-gnu"))),
-        ]);
-        mpi.extend(
-            ldconfig("libmpi.so.40")
-                .into_iter()
-                .map(|d| ("ldconfig".to_string(), d)),
-        );
-        let mpi = search.find("MPI runtime", &["libmpi.so.40"], &mpi);
-
-        Some(Found {
-            include: include?,
-            lib: lib?,
-            plugin_lib: plugin_lib?,
-            cuda_include: cuda_include?,
-            cuda_lib: cuda_lib?,
-            runtime_dirs: vec![tensorrt?, mpi?],
-        })
     }
 
     /// `Some(true)` when libtensorrt_llm.so uses the C++11 ABI.
@@ -358,46 +168,59 @@ mod bridge {
         Some(String::from_utf8_lossy(&out.stdout).contains("__cxx11"))
     }
 
-    fn message(search: &Search) -> String {
-        format!(
-            "trtllm-minitron: --features trtllm needs TensorRT-LLM 1.2.x (headers from its git tag, \
-             libraries from its wheel or build), CUDA, TensorRT and an MPI runtime; missing: {}. \
-             Set TRTLLM_INCLUDE_DIR and TRTLLM_LIB_DIR (or TRTLLM_ROOT), CUDA_HOME, TENSORRT_ROOT, MPI_HOME \
-             (see cpp/README.md)",
-            search.lines.join("; ")
-        )
+    /// Ends the build with one message, without a panic's backtrace.
+    fn fail(why: &str) -> ! {
+        eprintln!("error: trtllm-minitron: {why}");
+        std::process::exit(1);
     }
 
     pub fn main() {
-        for name in ENV {
+        for name in discovery::VARIABLES.iter().chain(&OTHER_ENV) {
             println!("cargo:rerun-if-env-changed={name}");
         }
         let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-        let mut search = Search::default();
-        let skip = flag("TRTLLM_MINITRON_SKIP_CPP");
-        let found = if skip { None } else { locate(&mut search) };
-        let Some(found) = found else {
-            let why = if skip {
-                "trtllm-minitron: TRTLLM_MINITRON_SKIP_CPP=1: the TensorRT-LLM bridge (cpp/) was not compiled, \
-                 so this build cannot link"
-                    .to_string()
-            } else {
-                message(&search)
-            };
-            let explicit = ["TRTLLM_ROOT", "TRTLLM_INCLUDE_DIR", "TRTLLM_LIB_DIR"]
-                .iter()
-                .any(|n| var(n).is_some())
-                || flag("TRTLLM_MINITRON_REQUIRE_CPP");
-            if explicit && !skip {
-                // One message, without a panic's backtrace.
-                eprintln!("error: {why}");
-                std::process::exit(1);
-            }
-            skip_cpp(&out_dir, &why);
+        if flag("TRTLLM_MINITRON_SKIP_CPP") {
+            skip_cpp(
+                &out_dir,
+                "TRTLLM_MINITRON_SKIP_CPP=1: the TensorRT-LLM bridge (cpp/) was not compiled, so this build \
+                 cannot link",
+            );
             return;
+        }
+        let inputs = inputs(&out_dir);
+        let found = match discovery::locate(&inputs) {
+            Ok(found) => found,
+            Err(not_found) => {
+                let asked = ["TRTLLM_ROOT", "TRTLLM_INCLUDE_DIR", "TRTLLM_LIB_DIR"]
+                    .iter()
+                    .any(|n| inputs.vars.contains_key(*n))
+                    || flag("TRTLLM_MINITRON_REQUIRE_CPP");
+                if asked || not_found.partial {
+                    fail(&not_found.message());
+                }
+                skip_cpp(&out_dir, &not_found.message());
+                return;
+            }
         };
+        let library = discovery::library_version(&found, &inputs);
+        let headers = discovery::headers_version(&found.include);
+        match discovery::check_versions(&found.include, headers.as_deref(), library.as_ref()) {
+            Err(why) => fail(&why),
+            Ok(Some(warning)) => println!("cargo:warning=trtllm-minitron: {warning}"),
+            Ok(None) => {}
+        }
+        compile_bridge(&found);
+        link(&found, &inputs);
+        // Tells the tests which library this build links (tests/trtllm_fake.rs
+        // runs only against the fake one).
+        println!(
+            "cargo:rustc-env=TRTLLM_MINITRON_LINKED_LIB_DIR={}",
+            found.lib.display()
+        );
+    }
 
-        let abi = match cxx11_abi(&found.lib.join("libtensorrt_llm.so")) {
+    fn compile_bridge(found: &Found) {
+        let abi = match cxx11_abi(&found.lib.join(discovery::LIBRARY)) {
             Some(true) => "1",
             Some(false) => "0",
             None => {
@@ -417,65 +240,47 @@ mod bridge {
             .define("ENABLE_BF16", None)
             .flag_if_supported("-Wno-unused-parameter")
             .compile("trtllm_minitron_bridge");
+    }
 
-        let unique = |dirs: Vec<PathBuf>| {
-            let mut out: Vec<PathBuf> = Vec::new();
-            for d in dirs {
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-            out
-        };
-        let link_dirs = unique(vec![found.lib.clone(), found.plugin_lib.clone()]);
-        let mut search = link_dirs.clone();
-        search.push(found.cuda_lib.clone());
-        search.extend(found.runtime_dirs.iter().cloned());
-        search.extend(extra_library_dirs());
-        let search = unique(search);
-        let (dependencies, missing) = direct_dependencies(
-            &[
-                found.lib.join("libtensorrt_llm.so"),
-                found.plugin_lib.join("libnvinfer_plugin_tensorrt_llm.so"),
-            ],
-            &search,
-        );
-        if !missing.is_empty() {
+    fn link(found: &Found, inputs: &Inputs) {
+        let plan = discovery::link_plan(found, inputs, &read_dynamic);
+        for lib in &plan.unreadable {
             println!(
-                "cargo:warning=trtllm-minitron: the TensorRT-LLM libraries need {}, found in none of {}: \
-                 the binary will not start unless the dynamic loader finds them (LD_LIBRARY_PATH)",
-                missing.join(", "),
-                search
+                "cargo:warning=trtllm-minitron: cannot run `readelf -d` on {}; assuming it needs {}",
+                lib.display(),
+                discovery::ASSUMED_NEEDED.join(" and ")
+            );
+        }
+        if !plan.missing.is_empty() {
+            println!(
+                "cargo:warning=trtllm-minitron: the TensorRT-LLM libraries need {}, found in none of {} nor by \
+                 the system loader: the binary will not start unless LD_LIBRARY_PATH names their directory",
+                plan.missing.join(", "),
+                found
+                    .dependency_dirs
                     .iter()
                     .map(|d| d.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             );
         }
-        for d in &link_dirs {
+        for d in &plan.link_dirs {
             println!("cargo:rustc-link-search=native={}", d.display());
         }
         println!("cargo:rustc-link-lib=dylib=tensorrt_llm");
         println!("cargo:rustc-link-lib=dylib=nvinfer_plugin_tensorrt_llm");
-        // Their dependencies from other directories become the binary's own
-        // NEEDED entries (see direct_dependencies); --no-as-needed keeps them,
-        // as the binary calls none of them.
+        // --no-as-needed keeps the direct dependencies, of which the binary
+        // calls nothing.
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        for (name, dir) in &dependencies {
+        for (name, dir) in &plan.direct {
             println!("cargo:rustc-link-arg=-L{}", dir.display());
             println!("cargo:rustc-link-arg=-l:{name}");
         }
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
-        // The runpath covers the binary's own NEEDED entries; -rpath-link lets the
-        // linker resolve the libraries' dependencies wherever they were found.
-        let mut runpath = link_dirs.clone();
-        runpath.push(found.cuda_lib.clone());
-        runpath.extend(found.runtime_dirs.iter().cloned());
-        runpath.extend(dependencies.iter().map(|(_, d)| d.clone()));
-        for d in &unique(runpath) {
+        for d in &plan.runpath {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", d.display());
         }
-        for d in &search {
+        for d in &plan.rpath_link {
             println!("cargo:rustc-link-arg=-Wl,-rpath-link,{}", d.display());
         }
     }
@@ -503,7 +308,7 @@ mod bridge {
              linking a binary will fail): {why}"
         );
         let script = out_dir.join("trtllm-bridge-missing.ld");
-        let text = why.replace('"', "'");
+        let text = format!("trtllm-minitron: {why}").replace('"', "'");
         std::fs::write(&script, format!("ASSERT(0, \"{text}\")\n")).expect("write the linker script");
         println!("cargo:rustc-link-arg={}", script.display());
     }

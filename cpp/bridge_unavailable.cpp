@@ -57,6 +57,11 @@ rust::String trtllm_version()
     unavailable();
 }
 
+rust::String trtllm_headers_version()
+{
+    unavailable();
+}
+
 std::unique_ptr<TrtExecutor> new_executor(BridgeOptions const&)
 {
     unavailable();

@@ -4,15 +4,21 @@
 //
 // - headers and library must come from the same release: default arguments are
 //   filled in here, at the call site, so even the two-argument Request
-//   constructor below calls the library's full positional constructor (and
-//   ExecutorConfig's default constructor names every config class it takes);
+//   constructor below calls the library's full positional constructor, and
+//   config classes are built and passed by value with the headers' layout
+//   (ExecutorConfig holds KvCacheConfig, CacheTransceiverConfig, ... whose
+//   members change between releases). A mismatch can link cleanly and then
+//   corrupt memory, so build.rs refuses headers whose version.h differs from the
+//   library's version.py, and trtllm_headers_version() lets the Rust side
+//   compare the headers with the loaded library's version() before use;
 // - every decoding option arrives set (src/executor/mapping.rs): none is left
 //   to the library's defaults, which would decode differently (cpp/README.md);
 // - every entry point converts any exception into a std::runtime_error naming
 //   the operation, so nothing but a std::exception reaches cxx (which turns it
 //   into a Rust Err) and nothing aborts the process;
 // - a response with hasError() is reported for that request only; getResult()
-//   is not called on it (it would throw);
+//   is not called on it (it would throw); a response that cannot be read is
+//   reported as an error for its request, which is cancelled in the executor;
 // - finish reasons, data types and scheduler policies cross as cxx shared enums
 //   whose values are checked against the library's below; a value Rust does not
 //   name still crosses, and Rust reports it;
@@ -25,6 +31,14 @@
 
 #include "tensorrt_llm/executor/executor.h"
 #include "tensorrt_llm/plugins/api/tllmPlugin.h"
+// Generated into the source tree from tensorrt_llm/version.py; a partial copy of
+// the headers may lack it (then the run-time version check is skipped).
+#if __has_include("tensorrt_llm/executor/version.h")
+#include "tensorrt_llm/executor/version.h"
+#define TRTLLM_MINITRON_HEADERS_VERSION tle::kTensorRtLlmVersion
+#else
+#define TRTLLM_MINITRON_HEADERS_VERSION ""
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -258,6 +272,22 @@ struct TrtExecutor::Impl
         contextTaken.erase(id);
     }
 
+    // The Rust side ends a request whose response could not be read; it may
+    // still be generating, and the executor's shutdown would wait for it
+    // (executorImpl.cpp), so it is cancelled. cancelRequest ignores a request
+    // that has terminated already; its own failure changes nothing here.
+    void cancelUnread(tle::IdType id)
+    {
+        forget(id);
+        try
+        {
+            executor->cancelRequest(id);
+        }
+        catch (...)
+        {
+        }
+    }
+
     BridgeResponse flatten(tle::Response const& response)
     {
         BridgeResponse out = emptyResponse(response.getRequestId());
@@ -380,7 +410,8 @@ void TrtExecutor::await_responses(std::uint64_t timeout_ms, rust::Vec<BridgeResp
             auto responses = mImpl->executor->awaitResponses(timeout);
             for (auto const& response : responses)
             {
-                // A response that cannot be read fails its own request, not the others.
+                // A response that cannot be read fails its own request, not the
+                // others, and ends it in the executor as well.
                 try
                 {
                     out.push_back(mImpl->flatten(response));
@@ -388,10 +419,12 @@ void TrtExecutor::await_responses(std::uint64_t timeout_ms, rust::Vec<BridgeResp
                 catch (std::exception const& e)
                 {
                     out.push_back(failed(response, e.what()));
+                    mImpl->cancelUnread(response.getRequestId());
                 }
                 catch (...)
                 {
                     out.push_back(failed(response, "a C++ exception that is not a std::exception"));
+                    mImpl->cancelUnread(response.getRequestId());
                 }
             }
         });
@@ -410,6 +443,11 @@ void TrtExecutor::shutdown() const
 rust::String trtllm_version()
 {
     return guarded("version", [] { return rust::String(tle::version()); });
+}
+
+rust::String trtllm_headers_version()
+{
+    return guarded("headers version", [] { return rust::String(TRTLLM_MINITRON_HEADERS_VERSION); });
 }
 
 std::unique_ptr<TrtExecutor> new_executor(BridgeOptions const& options)

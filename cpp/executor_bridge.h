@@ -41,6 +41,7 @@ private:
 };
 
 rust::String trtllm_version();
+rust::String trtllm_headers_version();
 std::unique_ptr<TrtExecutor> new_executor(BridgeOptions const& options);
 
 } // namespace trtllm_minitron

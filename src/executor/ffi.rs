@@ -119,6 +119,10 @@ pub mod sys {
 
         /// `tensorrt_llm::executor::version()` of the linked library.
         fn trtllm_version() -> Result<String>;
+        /// The version of the headers the bridge was compiled against
+        /// (`kTensorRtLlmVersion` of `tensorrt_llm/executor/version.h`), empty
+        /// when they have no such file.
+        fn trtllm_headers_version() -> Result<String>;
         /// Registers the plugins (once per process) and loads the engine.
         fn new_executor(options: &BridgeOptions) -> Result<UniquePtr<TrtExecutor>>;
         /// Stop words are `stop_word_lengths.len()` sequences concatenated in `stop_word_tokens`.
@@ -145,6 +149,13 @@ unsafe impl Sync for sys::TrtExecutor {}
 /// The linked TensorRT-LLM version.
 pub fn version() -> Result<String, String> {
     sys::trtllm_version().map_err(|e| e.what().to_string())
+}
+
+/// The version of the headers the bridge was compiled against; `None` when
+/// they do not say.
+pub fn headers_version() -> Result<Option<String>, String> {
+    let v = sys::trtllm_headers_version().map_err(|e| e.what().to_string())?;
+    Ok((!v.is_empty()).then_some(v))
 }
 
 /// The real executor behind [`ExecutorApi`].

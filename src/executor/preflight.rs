@@ -2,7 +2,8 @@
 //! clear message rather than TensorRT's ("The engine plan file is generated on
 //! an incompatible device..."): the build manifest's GPU architecture and
 //! TensorRT-LLM version against this machine and the linked library, else
-//! config.json's `version`; one GPU only.
+//! config.json's `version`; one GPU only; and the loaded library against the
+//! headers the bridge was compiled against.
 
 use std::path::Path;
 
@@ -78,8 +79,10 @@ pub fn check_engine(dir: &Path, sm: Option<&str>, runtime_version: &str) -> Resu
     let refuse = |why: String| Error::InvalidInput(format!("{}: {why}", dir.display()));
     if info.world_size > 1 {
         return Err(refuse(format!(
-            "this engine is split over {} GPUs; this runner drives one GPU (run one process per GPU \
-             under mpirun, or build the engine with tp_size = pp_size = 1)",
+            "this engine is split over {} GPUs (tp_size x pp_size); `run --backend trtllm` drives \
+             single-GPU engines only (one rank, rank0.engine), and running it under mpirun does not \
+             change that: build the engine with tp_size = pp_size = 1 (the reference backend runs \
+             multi-rank checkpoints on the CPU)",
             info.world_size
         )));
     }
@@ -106,6 +109,22 @@ pub fn check_engine(dir: &Path, sm: Option<&str>, runtime_version: &str) -> Resu
         )));
     }
     Ok(info)
+}
+
+/// Refuses a library of another TensorRT-LLM release than the headers the
+/// bridge was compiled against (`headers`, when they said): config classes
+/// cross by value with the headers' layout, so a mismatch that links cleanly
+/// (a library swapped after the build, or an `LD_LIBRARY_PATH` naming another
+/// installation) would corrupt memory rather than fail.
+pub fn check_library(headers: Option<&str>, library: &str) -> Result<()> {
+    match headers {
+        Some(h) if h != library => Err(Error::InvalidInput(format!(
+            "this binary was compiled against the headers of TensorRT-LLM {h}, but the TensorRT-LLM \
+             library it loaded is {library}: rebuild it (cargo build --features trtllm) against the \
+             installed version, or load the library it was built with"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -144,7 +163,23 @@ mod tests {
                 "build_config": {}}"#,
         );
         let err = check_engine(dir.path(), None, "1.2.0").unwrap_err().to_string();
-        assert!(err.contains("2 GPUs"), "{err}");
+        assert!(
+            err.contains("2 GPUs") && err.contains("single-GPU engines only"),
+            "{err}"
+        );
+        assert!(err.contains("mpirun does not change that"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_library_of_another_release_than_the_headers() {
+        assert!(check_library(Some("1.2.0"), "1.2.0").is_ok());
+        // Headers without version.h: nothing to compare.
+        assert!(check_library(None, "1.2.0").is_ok());
+        let err = check_library(Some("1.2.0"), "1.2.0rc2").unwrap_err().to_string();
+        assert!(
+            err.contains("headers of TensorRT-LLM 1.2.0") && err.contains("is 1.2.0rc2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 
@@ -105,8 +106,12 @@ namespace tensorrt_llm::executor
 
 char const* version() noexcept
 {
-    // The engine directories the tests make say they were built by this version.
-    return "1.2.0";
+    // The engine directories the tests make say they were built by this version
+    // (scripts/build-fake-trtllm gives the headers' version.h and the package's
+    // version.py the same). TRTLLM_FAKE_VERSION stands for a library of another
+    // release, loaded by a binary built against these headers.
+    char const* other = std::getenv("TRTLLM_FAKE_VERSION");
+    return other != nullptr && *other != '\0' ? other : "1.2.0";
 }
 
 // ---- SamplingConfig: the checks of executor/samplingConfig.cpp ----
