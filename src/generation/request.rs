@@ -38,6 +38,10 @@ pub struct Generated {
     /// `[n_input][vocab]` when asked for.
     pub context_logits: Vec<Vec<f32>>,
     /// `[n_new][vocab]` when asked for: the distribution each token was drawn from.
+    /// The reference runtime has a row for every token, a final end token
+    /// included (as transformers' `generate` returns a score for that step);
+    /// TensorRT-LLM returns none for a final end token
+    /// ([`Generated::end_token_row_missing`]).
     pub generation_logits: Vec<Vec<f32>>,
     /// When asked for: the log-probability of each generated token under the distribution
     /// it was drawn from (the softmax after repetition penalty and temperature, before the
@@ -46,4 +50,16 @@ pub struct Generated {
     pub logprobs: Vec<f32>,
     pub prefill_seconds: f64,
     pub decode_seconds: f64,
+}
+
+impl Generated {
+    /// The generation logits have a row for every token but a final end token:
+    /// TensorRT-LLM computes that step's distribution but returns no row for
+    /// it (a step that ends on the end token adds no output token, and its
+    /// streamed logits are those of the new tokens).
+    pub fn end_token_row_missing(&self) -> bool {
+        self.finish_reason == Some(FinishReason::EndId)
+            && !self.output_ids.is_empty()
+            && self.generation_logits.len() + 1 == self.output_ids.len()
+    }
 }

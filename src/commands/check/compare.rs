@@ -96,9 +96,35 @@ fn judge_tokens(
     rate
 }
 
+/// Steps whose logits were wanted but not returned: a note when it is only the
+/// run's final end token (TensorRT-LLM returns no logits for it), else a
+/// problem. `wanted`: steps to compare; `rows`/`tokens`: the run's.
+fn missing_rows(
+    wanted: usize,
+    rows: usize,
+    tokens: usize,
+    problems: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
+    let compared = wanted.min(rows);
+    if compared == wanted {
+        return;
+    }
+    if wanted - compared == 1 && rows + 1 == tokens {
+        notes.push(format!(
+            "step {compared} (the final end token) not compared: the backend returns no logits for it"
+        ));
+    } else {
+        problems.push(format!(
+            "the backend returned logits for {rows} steps; {wanted} were to be compared"
+        ));
+    }
+}
+
 /// Compares a run (its tokens and per-step generation logits) with recorded
 /// expectations. Logits and log-probs are compared at the steps whose context
-/// is still the same: up to and including the first divergence.
+/// is still the same: up to and including the first divergence. A final end
+/// token without logits (TensorRT-LLM's) is noted, not compared.
 pub fn against_expect(
     expect: &Expect,
     got: &[u32],
@@ -107,14 +133,26 @@ pub fn against_expect(
     tol: Tolerance,
 ) -> Verdict {
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
     let divergence = first_divergence(&expect.output_ids, got);
     let rate = judge_tokens(&expect.output_ids, got, min_agreement, &mut problems);
-    let same_context = divergence
+    let window = divergence.as_ref().map_or(expect.output_ids.len(), |d| {
+        (d.position + 1).min(expect.output_ids.len())
+    });
+    let expected_rows = expect
+        .logits
         .as_ref()
-        .map_or(expect.output_ids.len(), |d| {
-            (d.position + 1).min(expect.output_ids.len())
-        })
-        .min(generation_logits.len());
+        .map(Vec::len)
+        .max(expect.logprobs.as_ref().map(Vec::len))
+        .unwrap_or(0);
+    missing_rows(
+        window.min(expected_rows).min(got.len()),
+        generation_logits.len(),
+        got.len(),
+        &mut problems,
+        &mut notes,
+    );
+    let same_context = window.min(generation_logits.len());
     let mut max_logit = None;
     let mut max_logprob = None;
     for (step, row) in generation_logits.iter().enumerate().take(same_context) {
@@ -142,12 +180,10 @@ pub fn against_expect(
             tol.logprob_abs
         ));
     }
+    let failed = !problems.is_empty();
+    problems.extend(notes);
     Verdict {
-        status: if problems.is_empty() {
-            Status::Pass
-        } else {
-            Status::Fail
-        },
+        status: if failed { Status::Fail } else { Status::Pass },
         divergence,
         agreement: rate,
         max_logit_diff: max_logit,
@@ -196,6 +232,15 @@ pub fn against_reference(reference: &Run, test: &Run, min_agreement: Option<f64>
     let same_context = divergence
         .as_ref()
         .map_or(reference.output_ids.len(), |d| d.position + 1);
+    missing_rows(
+        same_context
+            .min(reference.generation_logits.len())
+            .min(test.output_ids.len()),
+        test.generation_logits.len(),
+        test.output_ids.len(),
+        &mut problems,
+        &mut notes,
+    );
     for (step, (a, b)) in reference
         .generation_logits
         .iter()
@@ -452,6 +497,50 @@ mod tests {
         let v = against_reference(&r, &t, None, TOL);
         assert_eq!(v.status, Status::Fail);
         assert!((v.max_logit_diff.unwrap() - 0.51).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_final_end_token_without_logits_is_noted_not_dropped() {
+        // Recorded on the reference: a logit for every token, the end token (0) included.
+        let rows = vec![onehot(4, 1, 5.0), onehot(4, 2, 5.0), onehot(4, 0, 5.0)];
+        let e = Expect {
+            output_ids: vec![1, 2, 0],
+            logits: Some(vec![5.0, 5.0, 5.0]),
+            ..Default::default()
+        };
+        // TensorRT-LLM: the same tokens, no row for the final end token.
+        let v = against_expect(&e, &[1, 2, 0], &rows[..2], None, TOL);
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        assert!(
+            v.message.contains("step 2 (the final end token) not compared"),
+            "{}",
+            v.message
+        );
+        // Rows missing for anything else fail.
+        let v = against_expect(&e, &[1, 2, 0], &rows[..1], None, TOL);
+        assert_eq!(v.status, Status::Fail);
+        assert!(v.message.contains("logits for 1 steps; 3"), "{}", v.message);
+        // Against the reference run, likewise.
+        let reference = Run {
+            output_ids: vec![1, 2, 0],
+            context_logits: vec![],
+            generation_logits: rows.clone(),
+        };
+        let engine = Run {
+            generation_logits: rows[..2].to_vec(),
+            ..reference.clone()
+        };
+        let v = against_reference(&reference, &engine, None, TOL);
+        assert_eq!(v.status, Status::Pass, "{}", v.message);
+        assert!(v.message.contains("final end token"), "{}", v.message);
+        let short = Run {
+            generation_logits: rows[..1].to_vec(),
+            ..reference.clone()
+        };
+        assert_eq!(
+            against_reference(&reference, &short, None, TOL).status,
+            Status::Fail
+        );
     }
 
     #[test]

@@ -65,9 +65,11 @@ pub struct Expect {
     pub output_ids: Vec<u32>,
     /// Their decoded text: informational, not compared.
     pub text: Option<String>,
-    /// The logit of each expected token at its step.
+    /// The logit of each expected token at its step. Recorded on TensorRT-LLM,
+    /// a run that ends with the end token has none for it (the list is one
+    /// short); checks note that step as not compared.
     pub logits: Option<Vec<f32>>,
-    /// The log-probability of each expected token at its step.
+    /// The log-probability of each expected token at its step (likewise).
     pub logprobs: Option<Vec<f32>>,
 }
 

@@ -51,9 +51,19 @@ pub fn timings(g: &Generated, prompt_tokens: usize) -> Timings {
     }
 }
 
-/// Writes `context_logits` `[n_input, vocab]` and `generation_logits` `[n_new, vocab]`
+/// What the rows of a `generation_logits` tensor stand for, in the file's
+/// metadata under the tensor's name.
+pub const ROWS_EVERY_TOKEN: &str = "one row per output token";
+/// TensorRT-LLM returns no logits for a final end token (the reference runtime,
+/// like transformers, does).
+pub const ROWS_BUT_END_TOKEN: &str =
+    "one row per output token but the final end token (TensorRT-LLM returns no logits for it)";
+
+/// Writes `context_logits` `[n_input, vocab]` and `generation_logits` `[n_rows, vocab]`
 /// (float32, vocab unpadded) to a safetensors file, atomically. With several
-/// prompts the names get a `.{index}` suffix.
+/// prompts the names get a `.{index}` suffix. `n_rows` is the number of output
+/// tokens, or one fewer when the engine ended on the end token: the metadata
+/// says which, under each `generation_logits` name.
 pub fn write_logits(path: &Path, results: &[Generated], vocab: usize) -> Result<()> {
     let suffix = |i: usize| {
         if results.len() == 1 {
@@ -63,19 +73,23 @@ pub fn write_logits(path: &Path, results: &[Generated], vocab: usize) -> Result<
         }
     };
     let mut tensors = Vec::new();
+    let mut rows = BTreeMap::new();
     for (i, g) in results.iter().enumerate() {
         tensors.push((
             format!("context_logits{}", suffix(i)),
             DType::F32,
             vec![g.context_logits.len(), vocab],
         ));
-        tensors.push((
-            format!("generation_logits{}", suffix(i)),
-            DType::F32,
-            vec![g.generation_logits.len(), vocab],
-        ));
+        let name = format!("generation_logits{}", suffix(i));
+        let meaning = if g.end_token_row_missing() {
+            ROWS_BUT_END_TOKEN
+        } else {
+            ROWS_EVERY_TOKEN
+        };
+        rows.insert(name.clone(), meaning.to_string());
+        tensors.push((name, DType::F32, vec![g.generation_logits.len(), vocab]));
     }
-    let header = build_header(&tensors, &BTreeMap::new());
+    let header = build_header(&tensors, &rows);
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
