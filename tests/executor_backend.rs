@@ -210,6 +210,32 @@ fn an_enqueue_failure_is_an_error() {
 }
 
 #[test]
+fn a_response_that_cannot_be_used_cancels_every_unfinished_request() {
+    // The stand-in's logits rows have 8 + 2 values; a backend expecting a
+    // vocabulary of 64 cannot read them, and returns an error at the first one.
+    let api = Arc::new(StandInExecutor::scripted(
+        8,
+        Box::new(|spec| ((1..=spec.max_tokens).map(|k| k % 8).collect(), 3)),
+    ));
+    let backend = ExecutorBackend::new(Arc::clone(&api), 64, None, POLL);
+    let mut with_logits = request(&[5], 50);
+    with_logits.want_generation_logits = true;
+    let stop = AtomicBool::new(false);
+    let err = backend
+        .generate(&[with_logits, request(&[6], 50)], &mut |_| Flow::Continue, &stop)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fewer than the vocabulary"), "{err}");
+    let mut cancelled = api.cancelled();
+    cancelled.sort();
+    let ids: Vec<u64> = api.enqueued().iter().map(|(id, _)| *id).collect();
+    assert_eq!(cancelled, ids);
+    drop(backend);
+    // Nothing left for TensorRT-LLM's shutdown to wait for.
+    assert_eq!(api.left_active(), Vec::<u64>::new());
+}
+
+#[test]
 fn dropping_the_backend_shuts_the_executor_down() {
     let api = Arc::new(counting());
     let backend = ExecutorBackend::new(Arc::clone(&api), 64, None, POLL);

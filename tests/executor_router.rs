@@ -84,6 +84,22 @@ fn unknown_finish_reasons_and_empty_beams_are_per_request_errors() {
     api.push(no_beams);
     assert!(matches!(unknown.next(WAIT), Err(WaitError::Failed(e)) if e.contains("42")));
     assert!(matches!(empty.next(WAIT), Err(WaitError::Failed(e)) if e.contains("no beams")));
+    // Refused here, so ended in the executor too: it would otherwise generate on.
+    let mut cancelled = router.api().cancelled();
+    cancelled.sort();
+    assert_eq!(cancelled, vec![unknown.id(), empty.id()]);
+}
+
+#[test]
+fn an_executor_error_is_not_cancelled_again() {
+    let router = Router::start(StandInExecutor::new(), POLL);
+    let mut bad = router.request(&spec()).unwrap();
+    router.api().push(error(
+        bad.id(),
+        "Prompt length (70) exceeds maximum input length (64).",
+    ));
+    assert!(matches!(bad.next(WAIT), Err(WaitError::Failed(_))));
+    assert!(router.api().cancelled().is_empty());
 }
 
 #[test]
@@ -162,6 +178,28 @@ fn shutdown_with_requests_in_flight_fails_them_and_shuts_the_executor_down() {
         .collect();
     tags.sort();
     assert_eq!(tags, vec![0, 1]);
+}
+
+#[test]
+fn requests_in_flight_are_cancelled_before_the_executor_shuts_down() {
+    // TensorRT-LLM's shutdown() waits for every active request to finish
+    // (executorImpl.cpp), and refuses cancelRequest once called.
+    let api = Arc::new(StandInExecutor::new());
+    let router = Router::start(Arc::clone(&api), POLL);
+    let (tx, _rx) = mpsc::channel();
+    let a = router.submit(&spec(), 0, tx.clone()).unwrap();
+    let b = router.submit(&spec(), 1, tx).unwrap();
+    let done = router.request(&spec()).unwrap();
+    router.api().push(last(done.id(), &[1], 3));
+    let mut done = done;
+    assert!(done.next(WAIT).unwrap().unwrap().is_final);
+    drop(done);
+    drop(router);
+    let mut cancelled = api.cancelled();
+    cancelled.sort();
+    assert_eq!(cancelled, vec![a, b]);
+    assert_eq!(api.left_active(), Vec::<u64>::new());
+    assert_eq!(api.shutdown_calls(), 1);
 }
 
 #[test]

@@ -4,11 +4,13 @@
 //! headers; no model, no GPU). Each test reads what the fake recorded of the
 //! calls it received.
 //!
-//! Needs `--features trtllm` built against the fake:
+//! Needs `--features trtllm` built against the fake, in either of its layouts
+//! (NVIDIA's release container, a pip install):
 //!   scripts/build-fake-trtllm target/fake-trtllm HEADERS CUDA_HEADERS
-//!   . target/fake-trtllm/env && cargo test --features trtllm --test trtllm_fake
-//! (`.ci/run` does this when TensorRT-LLM's headers are available). Built against a
-//! real TensorRT-LLM, these tests say so and do nothing.
+//!   (. target/fake-trtllm/env && cargo test --features trtllm --test trtllm_fake)
+//!   (. target/fake-trtllm/env-wheel && cargo test --features trtllm --test trtllm_fake)
+//! (`.ci/run` does both when TensorRT-LLM's headers are available). Built against a
+//! real TensorRT-LLM, or without the bridge, these tests say so and do nothing.
 #![cfg(feature = "trtllm")]
 
 mod common;
@@ -16,24 +18,37 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use trtllm_minitron::executor::api::{ExecutorApi, ExecutorOptions, RequestSpec};
+use trtllm_minitron::executor::ffi::TrtllmExecutor;
+use trtllm_minitron::executor::router::{Event, Router};
 
 const VOCAB: i64 = 2048;
 /// The demo tokenizer's end-of-sequence id.
 const EOS: i64 = 3;
 
-/// The fake's library directory, when this build links it.
-fn fake() -> bool {
-    let fake =
-        std::env::var_os("TRTLLM_LIB_DIR").is_some_and(|d| Path::new(&d).join("FAKE_TRTLLM").is_file());
-    if !fake {
+/// The fake's description of the layout this build linked (the FAKE_TRTLLM
+/// file build.rs's library directory holds): its name and the directories its
+/// runtime libraries must be loaded from. `None` when this build does not link
+/// the fake.
+fn fake_layout() -> Option<Value> {
+    let marker = option_env!("TRTLLM_MINITRON_LINKED_LIB_DIR").map(|d| Path::new(d).join("FAKE_TRTLLM"));
+    let layout = marker
+        .and_then(|m| std::fs::read_to_string(m).ok())
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if layout.is_none() {
         eprintln!(
-            "trtllm_fake: skipped: TRTLLM_LIB_DIR is not the fake TensorRT-LLM (scripts/build-fake-trtllm)"
+            "trtllm_fake: skipped: this build does not link the fake TensorRT-LLM (scripts/build-fake-trtllm)"
         );
     }
-    fake
+    layout
+}
+
+fn fake() -> bool {
+    fake_layout().is_some()
 }
 
 /// A stand-in engine directory the fake loads: config.json as trtllm-build
@@ -45,10 +60,15 @@ struct Engine {
 
 impl Engine {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// An engine whose config.json is edited by `edit` first.
+    fn with(edit: impl FnOnce(&mut Value)) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("engine");
         std::fs::create_dir(&dir).unwrap();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "version": "1.2.0",
             "pretrained_config": {
                 "architecture": "NemotronForCausalLM",
@@ -62,6 +82,7 @@ impl Engine {
                 "gather_generation_logits": true
             }
         });
+        edit(&mut config);
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
         std::fs::write(dir.join("rank0.engine"), b"").unwrap();
         std::fs::copy(
@@ -155,9 +176,21 @@ fn starts_without_ld_library_path_and_decodes_greedily() {
     let executor = &engine.events("executor")[0];
     assert_eq!(executor["max_beam_width"], 1);
     assert_eq!(executor["normalize_log_probs"], false);
-    // The runtime libraries in other directories were loaded and called.
+    // The runtime libraries in other directories were loaded and called...
     assert_eq!(executor["tensorrt_version"], 101300);
     assert_eq!(executor["cudart_version"], 13000);
+    // ... each from the directory discovery chose in this layout.
+    let layout = fake_layout().unwrap();
+    for lib in ["tensorrt", "mpi", "cudart"] {
+        let loaded = PathBuf::from(executor["loaded"][lib].as_str().unwrap());
+        let want = Path::new(layout[lib].as_str().unwrap()).canonicalize().unwrap();
+        assert_eq!(
+            loaded.parent().unwrap().canonicalize().unwrap(),
+            want,
+            "{lib} in the {} layout",
+            layout["layout"]
+        );
+    }
     let request = &engine.events("enqueue")[0];
     assert_eq!(ids(&request["input_ids"]), vec![100, 101]);
     assert_eq!(request["streaming"], true);
@@ -295,18 +328,46 @@ fn context_logits_are_copied_once_and_log_probs_are_not_repeated() {
     assert_eq!(generation.shape(), &[5, VOCAB as usize]);
 }
 
+/// The safetensors file's `__metadata__`.
+fn safetensors_metadata(bytes: &[u8]) -> Value {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"].clone()
+}
+
 #[test]
 fn the_end_token_ends_generation_and_is_returned() {
     if !fake() {
         return;
     }
     let engine = Engine::new();
+    let logits = engine.tmp.path().join("logits.safetensors");
     // Greedy after 1 is 2, then the end id 3, which the library does not return.
-    let out = engine.run(&["--input-ids", "0,1", "--max-new-tokens", "10", "--json"]);
+    let out = engine.run(&[
+        "--input-ids",
+        "0,1",
+        "--max-new-tokens",
+        "10",
+        "--json",
+        "--output-logits",
+        logits.to_str().unwrap(),
+    ]);
     let line = ok_json(&out);
     assert_eq!(ids(&line["output_ids"]), vec![2, EOS]);
     assert_eq!(line["finish_reason"], "end_id");
     assert_eq!(line["logprobs"].as_array().unwrap().len(), 1);
+    // No logits for the end token either, and the file says so.
+    let bytes = std::fs::read(&logits).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        st.tensor("generation_logits").unwrap().shape(),
+        &[1, VOCAB as usize]
+    );
+    let rows = &safetensors_metadata(&bytes)["generation_logits"];
+    assert!(
+        rows.as_str().unwrap().contains("but the final end token"),
+        "{rows}"
+    );
 }
 
 #[test]
@@ -379,4 +440,158 @@ fn ctrl_c_cancels_the_request_and_shuts_the_executor_down() {
     assert_eq!(cancels.len(), 1, "{:?}", engine.record());
     assert_eq!(cancels[0]["id"], 1);
     assert_eq!(engine.events("shutdown").len(), 1);
+}
+
+#[test]
+fn context_logits_are_whole_when_prompts_share_a_prefix() {
+    if !fake() {
+        return;
+    }
+    // One request at a time, so the second prompt's context runs after the first's
+    // and, with KV-cache block reuse, would take their two shared 4-token blocks
+    // from the cache and leave those rows of its context logits unwritten.
+    let engine = Engine::with(|c| {
+        c["build_config"]["max_batch_size"] = 1.into();
+        c["build_config"]["plugin_config"] = serde_json::json!({"tokens_per_block": 4});
+    });
+    let logits = engine.tmp.path().join("logits.safetensors");
+    let shared = "10,11,12,13,14,15,16,17";
+    let out = engine.run(&[
+        "--input-ids",
+        &format!("{shared},18,19"),
+        "--input-ids",
+        &format!("{shared},20,21,22"),
+        "--max-new-tokens",
+        "2",
+        "--output-logits",
+        logits.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let bytes = std::fs::read(&logits).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, rows) in [("context_logits.0", 10), ("context_logits.1", 11)] {
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.shape(), &[rows, VOCAB as usize]);
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        // The fake's context logits are (i % 5) / 2 for every computed element.
+        let wrong = values
+            .iter()
+            .enumerate()
+            .position(|(i, &v)| v != (i % 5) as f32 * 0.5);
+        assert_eq!(wrong.map(|i| i / VOCAB as usize), None, "{name}: first wrong row");
+    }
+    assert!(
+        engine.events("warning").is_empty(),
+        "{:?}",
+        engine.events("warning")
+    );
+    assert_eq!(engine.events("executor")[0]["enable_block_reuse"], false);
+}
+
+#[test]
+fn top_k_above_the_vocabulary_is_sent_as_no_top_k() {
+    if !fake() {
+        return;
+    }
+    // TensorRT-LLM's top-k kernel decodes greedily when K exceeds the vocabulary
+    // and log-probs are returned (--json asks for them).
+    let engine = Engine::with(|c| c["pretrained_config"]["vocab_size"] = 512.into());
+    let out = engine.run(&[
+        "--input-ids",
+        "100,101",
+        "--max-new-tokens",
+        "6",
+        "--top-k",
+        "600",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    let line = ok_json(&out);
+    assert_fields(&engine.events("enqueue")[0], &[("top_k", 0.0), ("top_p", 1.0)]);
+    assert_ne!(
+        ids(&line["output_ids"]),
+        vec![102, 103, 104, 105, 106, 107],
+        "decoded greedily"
+    );
+}
+
+#[test]
+fn a_library_of_another_release_than_the_headers_is_refused() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let out = engine
+        .command(&["--input-ids", "5", "--max-new-tokens", "2"])
+        .env("TRTLLM_FAKE_VERSION", "1.2.1")
+        .output();
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("headers of TensorRT-LLM 1.2.0") && err.contains("is 1.2.1"),
+        "{err}"
+    );
+    assert!(engine.events("executor").is_empty(), "the engine was loaded");
+}
+
+/// Opens the fake executor in this process (without a record file).
+fn open(engine: &Engine) -> TrtllmExecutor {
+    TrtllmExecutor::open(&ExecutorOptions::new(engine.dir())).unwrap()
+}
+
+fn long_request(max_tokens: i32) -> RequestSpec {
+    RequestSpec {
+        input_ids: vec![5],
+        max_tokens,
+        streaming: true,
+        temperature: Some(1.0),
+        top_k: Some(1),
+        top_p: Some(1.0),
+        min_tokens: Some(0),
+        end_id: Some(-1),
+        ..RequestSpec::default()
+    }
+}
+
+#[test]
+fn requests_still_running_are_cancelled_so_that_shutdown_does_not_wait_for_them() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::with(|c| c["build_config"]["max_seq_len"] = (1 << 20).into());
+    // As TensorRT-LLM does, the fake's shutdown waits for every active request
+    // to generate its last token (2 ms a step): 300 tokens take 0.6 s.
+    let api = open(&engine);
+    api.enqueue(&long_request(300)).unwrap();
+    let started = Instant::now();
+    api.shutdown().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A router dropped while a 20000-token request streams (40 s to its end)
+    // cancels it first, and shuts down within a few steps.
+    let router = Router::start(open(&engine), Duration::from_millis(20));
+    let (tx, rx) = mpsc::channel();
+    router.submit(&long_request(20_000), 0, tx).unwrap();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok((0, Event::Step(_)))
+    ));
+    let started = Instant::now();
+    drop(router);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 }

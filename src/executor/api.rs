@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::preflight::EngineInfo;
+
 /// TensorRT-LLM's `CapacitySchedulerPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedulerPolicy {
@@ -38,6 +40,21 @@ impl ExecutorOptions {
             enable_kv_block_reuse: true,
             scheduler: SchedulerPolicy::GuaranteedNoEvict,
             gather_generation_logits: false,
+        }
+    }
+
+    /// The options for an engine as `preflight` read it. Generation logits are
+    /// gathered when the engine was built to gather them. KV-cache block reuse
+    /// is off when the engine can return context logits: a prompt whose first
+    /// blocks are reused from an earlier request is not run through the model
+    /// again, so TensorRT-LLM leaves those rows of its context logits unwritten
+    /// and only logs "Because of KV cache reuse, not all context logits could be
+    /// produced" (batch_manager/handleContextLogits.cpp).
+    pub fn for_engine(engine_dir: PathBuf, info: &EngineInfo) -> Self {
+        ExecutorOptions {
+            enable_kv_block_reuse: !info.gathers_context_logits,
+            gather_generation_logits: info.gathers_generation_logits,
+            ..ExecutorOptions::new(engine_dir)
         }
     }
 }
@@ -154,5 +171,32 @@ impl<T: ExecutorApi> ExecutorApi for std::sync::Arc<T> {
 
     fn shutdown(&self) -> Result<(), String> {
         (**self).shutdown()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(context: bool, generation: bool) -> EngineInfo {
+        EngineInfo {
+            vocab_size: 8,
+            world_size: 1,
+            version: None,
+            gathers_generation_logits: generation,
+            gathers_context_logits: context,
+        }
+    }
+
+    #[test]
+    fn block_reuse_is_off_when_the_engine_can_return_context_logits() {
+        let dir = PathBuf::from("engine");
+        let options = ExecutorOptions::for_engine(dir.clone(), &info(true, false));
+        assert!(!options.enable_kv_block_reuse);
+        assert!(!options.gather_generation_logits);
+        let options = ExecutorOptions::for_engine(dir.clone(), &info(false, true));
+        assert!(options.enable_kv_block_reuse);
+        assert!(options.gather_generation_logits);
+        assert_eq!(options.engine_dir, dir);
     }
 }

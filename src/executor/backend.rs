@@ -58,6 +58,35 @@ struct Slot {
     finished_at: Option<Instant>,
 }
 
+/// The requests of one `generate` call. Dropping it cancels every one not
+/// done, however `generate` returns (an error, a timeout, a response it cannot
+/// use): nothing is left generating in the executor, whose shutdown would wait
+/// for it (executor/executorImpl.cpp).
+struct InFlight<'a, E: ExecutorApi> {
+    router: &'a Router<E>,
+    slots: Vec<Slot>,
+}
+
+impl<E: ExecutorApi> InFlight<'_, E> {
+    /// Cancels a request and marks it done.
+    fn cancel(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if !slot.done {
+            let _ = self.router.cancel(slot.id);
+            slot.done = true;
+            slot.finished_at = Some(Instant::now());
+        }
+    }
+}
+
+impl<E: ExecutorApi> Drop for InFlight<'_, E> {
+    fn drop(&mut self) {
+        for i in 0..self.slots.len() {
+            self.cancel(i);
+        }
+    }
+}
+
 impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
     fn name(&self) -> &'static str {
         "trtllm"
@@ -88,41 +117,44 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
         let specs = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| request_spec(r, true).map_err(|e| Error::InvalidInput(format!("prompt {i}: {e}"))))
+            .map(|(i, r)| {
+                request_spec(r, true, self.vocab_size)
+                    .map_err(|e| Error::InvalidInput(format!("prompt {i}: {e}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let started = Instant::now();
         let (tx, rx) = mpsc::channel();
-        let mut slots: Vec<Slot> = Vec::with_capacity(specs.len());
+        let mut flight = InFlight {
+            router: &self.router,
+            slots: Vec::with_capacity(specs.len()),
+        };
         for (i, spec) in specs.iter().enumerate() {
-            match self.router.submit(spec, i, tx.clone()) {
-                Ok(id) => slots.push(Slot {
-                    id,
-                    done: false,
-                    error: None,
-                    first_token: None,
-                    finished_at: None,
-                }),
-                Err(e) => {
-                    for s in &slots {
-                        let _ = self.router.cancel(s.id);
-                    }
-                    return Err(executor_error(format!("cannot enqueue prompt {i}: {e}")));
-                }
-            }
+            // On an error, dropping `flight` cancels the requests enqueued so far.
+            let id = self
+                .router
+                .submit(spec, i, tx.clone())
+                .map_err(|e| executor_error(format!("cannot enqueue prompt {i}: {e}")))?;
+            flight.slots.push(Slot {
+                id,
+                done: false,
+                error: None,
+                first_token: None,
+                finished_at: None,
+            });
         }
         drop(tx);
 
         let mut results = vec![Generated::default(); requests.len()];
-        let mut remaining = slots.len();
+        let mut remaining = flight.slots.len();
         let mut last_activity = Instant::now();
         while remaining > 0 {
             if cancel.load(Ordering::Relaxed) {
                 // Ctrl-C: cancel everything unfinished and stop waiting.
-                for (i, slot) in slots.iter_mut().enumerate().filter(|(_, s)| !s.done) {
-                    let _ = self.router.cancel(slot.id);
-                    slot.done = true;
-                    slot.finished_at = Some(Instant::now());
-                    results[i].finish_reason = Some(FinishReason::Cancelled);
+                for (i, out) in results.iter_mut().enumerate() {
+                    if !flight.slots[i].done {
+                        flight.cancel(i);
+                        out.finish_reason = Some(FinishReason::Cancelled);
+                    }
                 }
                 break;
             }
@@ -130,9 +162,6 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
                 Ok(routed) => routed,
                 Err(RecvTimeoutError::Timeout) => {
                     if last_activity.elapsed() >= self.response_timeout {
-                        for slot in slots.iter().filter(|s| !s.done) {
-                            let _ = self.router.cancel(slot.id);
-                        }
                         return Err(executor_error(format!(
                             "no response for {:?}; the unfinished requests were cancelled",
                             self.response_timeout
@@ -145,7 +174,7 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
                 }
             };
             last_activity = Instant::now();
-            let slot = &mut slots[i];
+            let slot = &mut flight.slots[i];
             if slot.done {
                 continue;
             }
@@ -196,21 +225,22 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
             }
             if stopped {
                 // A stop string: the executor need not go on.
-                let _ = self.router.cancel(slot.id);
+                flight.cancel(i);
                 out.finish_reason = Some(FinishReason::Stop);
                 out.generation_logits.truncate(out.output_ids.len());
                 out.logprobs.truncate(out.output_ids.len());
             } else if step.is_final {
                 out.finish_reason = step.finish;
+                slot.done = true;
+                slot.finished_at = Some(Instant::now());
             } else {
                 continue;
             }
-            slot.done = true;
-            slot.finished_at = Some(Instant::now());
             remaining -= 1;
         }
 
-        let errors: Vec<String> = slots
+        let errors: Vec<String> = flight
+            .slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.error.as_ref().map(|e| format!("prompt {i}: {e}")))
@@ -218,7 +248,7 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
         if !errors.is_empty() {
             return Err(executor_error(errors.join("; ")));
         }
-        for (out, slot) in results.iter_mut().zip(&slots) {
+        for (out, slot) in results.iter_mut().zip(&flight.slots) {
             let first = slot.first_token.unwrap_or(started);
             out.prefill_seconds = first.duration_since(started).as_secs_f64();
             out.decode_seconds = slot

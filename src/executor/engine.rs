@@ -6,25 +6,26 @@ use std::time::Duration;
 use super::api::ExecutorOptions;
 use super::backend::ExecutorBackend;
 use super::ffi::{self, TrtllmExecutor};
-use super::preflight::check_engine;
+use super::preflight::{check_engine, check_library};
 use crate::error::{Error, Result};
 use crate::trtllm::gpu;
 
 /// The `awaitResponses` timeout: how long shutdown may wait for the router.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Checks the engine against this GPU and the linked TensorRT-LLM, then loads
-/// it. Generation logits are gathered when the engine was built to gather them
-/// (`--output-logits` needs that).
+/// Checks the loaded TensorRT-LLM against the headers the bridge was compiled
+/// against, and the engine against this GPU and that library, then loads it
+/// with [`ExecutorOptions::for_engine`].
 pub fn open_engine(dir: &Path) -> Result<ExecutorBackend<TrtllmExecutor>> {
-    let version = ffi::version().map_err(|e| Error::InvalidInput(format!("TensorRT-LLM: {e}")))?;
+    let tensorrt_llm = |e: String| Error::InvalidInput(format!("TensorRT-LLM: {e}"));
+    let version = ffi::version().map_err(tensorrt_llm)?;
+    check_library(ffi::headers_version().map_err(tensorrt_llm)?.as_deref(), &version)?;
     let sm = gpu::detect()
         .ok()
         .and_then(|g| g.into_iter().next())
         .map(|g| g.sm);
     let info = check_engine(dir, sm.as_deref(), &version)?;
-    let mut options = ExecutorOptions::new(dir.to_path_buf());
-    options.gather_generation_logits = info.gathers_generation_logits;
+    let options = ExecutorOptions::for_engine(dir.to_path_buf(), &info);
     let api = TrtllmExecutor::open(&options).map_err(|e| {
         Error::InvalidInput(format!(
             "{}: TensorRT-LLM {version} could not load this engine: {e}",

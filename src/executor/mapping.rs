@@ -114,9 +114,16 @@ struct Decoding {
     top_p: f32,
 }
 
-fn decoding(s: &SamplingParams) -> Result<Decoding, String> {
+fn decoding(s: &SamplingParams, vocab: usize) -> Result<Decoding, String> {
     s.validate().map_err(|e| e.to_string())?;
-    let top_k = i32::try_from(s.top_k).map_err(|_| format!("--top-k {} is too large", s.top_k))?;
+    // A top-k of at least the vocabulary cuts nothing: sent as 0 ("no top-k").
+    // Sent as it is, K above the vocabulary leaves TensorRT-LLM's top-k kernel
+    // with missing candidates (kernels/samplingTopKKernels.cu: topKStage1 fills
+    // them with -FLT_MAX), which, when log-probs are returned, makes the sum
+    // topKStage2Sampling draws against negative, so it takes the most likely
+    // token every time: greedy decoding.
+    let top_k = if s.top_k >= vocab { 0 } else { s.top_k };
+    let top_k = i32::try_from(top_k).map_err(|_| format!("--top-k {} is too large", s.top_k))?;
     Ok(if s.is_greedy() {
         // top-k 1 is TensorRT-LLM's greedy decoding. The temperature changes no argmax,
         // only the log-probs: 0 (our greedy) is sent as 1, as the reference reads it.
@@ -135,10 +142,11 @@ fn decoding(s: &SamplingParams) -> Result<Decoding, String> {
     })
 }
 
-/// Our request as an executor request, with every decoding option set (see
-/// [`Decoding`]). Values TensorRT-LLM refuses are refused here, naming the
-/// option, before anything is enqueued.
-pub fn request_spec(r: &Request, streaming: bool) -> Result<RequestSpec, String> {
+/// Our request as an executor request for an engine with a vocabulary of
+/// `vocab` tokens, with every decoding option set (see [`Decoding`]). Values
+/// TensorRT-LLM refuses are refused here, naming the option, before anything
+/// is enqueued.
+pub fn request_spec(r: &Request, streaming: bool, vocab: usize) -> Result<RequestSpec, String> {
     if r.input_ids.is_empty() {
         return Err("the prompt is empty: there is nothing to continue".into());
     }
@@ -152,7 +160,7 @@ pub fn request_spec(r: &Request, streaming: bool) -> Result<RequestSpec, String>
         .collect::<Result<Vec<_>, _>>()?;
     let max_tokens = i32::try_from(r.max_new_tokens)
         .map_err(|_| format!("--max-new-tokens {} is too large", r.max_new_tokens))?;
-    let d = decoding(&r.sampling)?;
+    let d = decoding(&r.sampling, vocab)?;
     // -1 is what TensorRT-LLM uses for an unset end id: no token ends generation.
     let end_id = r.end_id.map(|t| token_id(t, "end id")).transpose()?.unwrap_or(-1);
     Ok(RequestSpec {
@@ -225,6 +233,8 @@ pub fn decode_logits(raw: &RawLogits, vocab: usize) -> Result<Vec<Vec<f32>>, Str
 mod tests {
     use super::*;
 
+    const VOCAB: usize = 256;
+
     fn request(sampling: SamplingParams) -> Request {
         Request {
             input_ids: vec![1, 2, 3],
@@ -243,7 +253,7 @@ mod tests {
 
     #[test]
     fn greedy_is_top_k_one_with_every_option_set() {
-        let spec = request_spec(&request(SamplingParams::default()), true).unwrap();
+        let spec = request_spec(&request(SamplingParams::default()), true, VOCAB).unwrap();
         assert_eq!(spec.input_ids, vec![1, 2, 3]);
         assert_eq!((spec.max_tokens, spec.streaming), (8, true));
         assert_eq!(decoding_of(&spec), (Some(1.0), Some(1), Some(1.0), Some(0)));
@@ -270,6 +280,7 @@ mod tests {
                 ..Default::default()
             }),
             true,
+            VOCAB,
         )
         .unwrap();
         assert_eq!(decoding_of(&spec), (Some(0.8), Some(0), Some(1.0), Some(9)));
@@ -286,6 +297,7 @@ mod tests {
                 seed: 42,
             }),
             false,
+            VOCAB,
         )
         .unwrap();
         assert_eq!(decoding_of(&spec), (Some(0.7), Some(40), Some(0.9), Some(42)));
@@ -298,16 +310,37 @@ mod tests {
                 ..Default::default()
             }),
             false,
+            VOCAB,
         )
         .unwrap();
         assert_eq!(decoding_of(&spec), (Some(0.5), Some(1), Some(1.0), Some(0)));
     }
 
     #[test]
+    fn a_top_k_of_at_least_the_vocabulary_is_no_top_k() {
+        let sampled = |top_k| {
+            request(SamplingParams {
+                temperature: 0.8,
+                top_k,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            request_spec(&sampled(VOCAB - 1), true, VOCAB).unwrap().top_k,
+            Some(255)
+        );
+        assert_eq!(request_spec(&sampled(VOCAB), true, VOCAB).unwrap().top_k, Some(0));
+        assert_eq!(request_spec(&sampled(1000), true, VOCAB).unwrap().top_k, Some(0));
+        // Greedy stays top-k 1 whatever the vocabulary.
+        let greedy = request(SamplingParams::default());
+        assert_eq!(request_spec(&greedy, true, 1).unwrap().top_k, Some(1));
+    }
+
+    #[test]
     fn no_end_id_is_minus_one() {
         let mut r = request(SamplingParams::default());
         r.end_id = None;
-        let spec = request_spec(&r, true).unwrap();
+        let spec = request_spec(&r, true, VOCAB).unwrap();
         assert_eq!((spec.end_id, spec.pad_id), (Some(-1), Some(-1)));
     }
 
@@ -318,24 +351,32 @@ mod tests {
             temperature: 1.0,
             ..Default::default()
         });
-        assert!(request_spec(&r, true).unwrap_err().contains("--top-k 2000"));
+        assert!(
+            request_spec(&r, true, VOCAB)
+                .unwrap_err()
+                .contains("--top-k 2000")
+        );
         r.sampling = SamplingParams {
             top_p: 1.5,
             ..Default::default()
         };
-        assert!(request_spec(&r, true).unwrap_err().contains("--top-p 1.5"));
+        assert!(request_spec(&r, true, VOCAB).unwrap_err().contains("--top-p 1.5"));
         r.sampling = SamplingParams::default();
         r.max_new_tokens = 0;
-        assert!(request_spec(&r, true).unwrap_err().contains("--max-new-tokens 0"));
+        assert!(
+            request_spec(&r, true, VOCAB)
+                .unwrap_err()
+                .contains("--max-new-tokens 0")
+        );
     }
 
     #[test]
     fn out_of_range_ids_are_refused() {
         let mut r = request(SamplingParams::default());
         r.input_ids = vec![u32::MAX];
-        assert!(request_spec(&r, true).unwrap_err().contains("32-bit"));
+        assert!(request_spec(&r, true, VOCAB).unwrap_err().contains("32-bit"));
         r.input_ids.clear();
-        assert!(request_spec(&r, true).unwrap_err().contains("empty"));
+        assert!(request_spec(&r, true, VOCAB).unwrap_err().contains("empty"));
     }
 
     #[test]

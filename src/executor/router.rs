@@ -1,8 +1,9 @@
 //! The response router: one dedicated thread blocks in `awaitResponses` with a
 //! timeout (it never spins) and sends each response to the channel of the
 //! request it belongs to. A request whose receiver is gone (the caller dropped
-//! it) is cancelled in the executor; dropping the router stops the thread, fails
-//! every request still in flight and shuts the executor down. Context logits,
+//! it), or whose response cannot be used, is cancelled in the executor;
+//! dropping the router cancels and fails every request still in flight, stops
+//! the thread and shuts the executor down. Context logits,
 //! which TensorRT-LLM attaches to every response of a request, reach the
 //! request once.
 
@@ -65,9 +66,18 @@ impl<E: ExecutorApi> Inner<E> {
                 Ok(responses) => {
                     for raw in responses {
                         let id = raw.request_id;
+                        let reported_by_executor = raw.error.is_some();
                         let event = match check_response(raw) {
                             Ok(step) => Event::Step(step),
-                            Err(e) => Event::Failed(e),
+                            Err(e) => {
+                                if !reported_by_executor {
+                                    // A response we refuse (no beams, an unknown finish
+                                    // reason, ...) ends the request here; end it in the
+                                    // executor too, or it runs on (and shutdown waits for it).
+                                    let _ = self.api.cancel(id);
+                                }
+                                Event::Failed(e)
+                            }
                         };
                         self.route(id, event);
                     }
@@ -194,11 +204,22 @@ impl<E: ExecutorApi> Router<E> {
 
 impl<E: ExecutorApi> Drop for Router<E> {
     fn drop(&mut self) {
+        // TensorRT-LLM's shutdown() returns only once no request is active (the
+        // execution loop of executor/executorImpl.cpp runs while one is), and
+        // refuses cancelRequest once called: a request still generating would
+        // hold it until its last token. So every request still routed is
+        // cancelled first (each ends at the next iteration) and failed here.
+        let why = "the executor was shut down";
+        *lock(&self.inner.dead) = Some(why.to_string());
+        let in_flight: Vec<(u64, Route)> = lock(&self.inner.routes).drain().collect();
+        for (id, route) in in_flight {
+            let _ = self.inner.api.cancel(id);
+            let _ = route.tx.send((route.tag, Event::Failed(why.to_string())));
+        }
         self.inner.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.inner.fail_all("the executor was shut down");
         let _ = self.inner.api.shutdown();
     }
 }

@@ -8,8 +8,10 @@
 //! stand-in does what TensorRT-LLM 1.2 does (each place cites the source file it
 //! follows): its decoding defaults, its refusals at enqueue, context logits on
 //! every streaming response, cumulative log-probs, the end token left out of the
-//! output, and a final `kCANCELLED` response after a cancel. The C++ fake library
-//! under `tests/fake_trtllm/` does the same one level down, behind the real bridge.
+//! output, a final `kCANCELLED` response after a cancel, and nothing accepted
+//! after shutdown, which would have waited for the requests still active. The
+//! C++ fake library under `tests/fake_trtllm/` does the same one level down,
+//! behind the real bridge.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -32,15 +34,30 @@ pub struct LibraryDecoding {
     pub top_p: f32,
     pub temperature: f32,
     pub seed: u64,
+    /// The minimum length the end id is masked below (0: none).
     pub min_tokens: i32,
     /// -1: none.
     pub end_id: i32,
 }
 
 impl LibraryDecoding {
+    /// How the library decodes `spec` when no other request has set a
+    /// minimum length ([`LibraryDecoding::in_batch`]).
     pub fn of(spec: &RequestSpec) -> Self {
+        Self::in_batch(spec, false)
+    }
+
+    /// How the library decodes `spec` among other requests.
+    /// `min_length_in_use`: a request the decoder was set up with earlier set
+    /// minTokens. TensorRT-LLM's penalty layer masks the end id below a minimum
+    /// length only once some request has set one (layers/penaltyLayer.cpp:
+    /// `mUseMinLength |= ...minLength.has_value()`, never reset); from then on a
+    /// request that sets none gets the default, 1 (defaultDecodingParams.h,
+    /// `getMinLength`). So an unset minTokens means no minimum, or 1, depending
+    /// on the other requests: the bridge always sends 0.
+    pub fn in_batch(spec: &RequestSpec, min_length_in_use: bool) -> Self {
         // Defaults: layers/defaultDecodingParams.h (topK 0, topP 0.0, temperature
-        // 1.0, seed 0, minLength 1); an unset end id is -1
+        // 1.0, seed 0); an unset end id is -1
         // (batch_manager/createNewDecoderRequests.cpp, `endId.value_or(-1)`).
         let mut top_k = spec.top_k.unwrap_or(0);
         let mut top_p = spec.top_p.unwrap_or(0.0);
@@ -58,7 +75,7 @@ impl LibraryDecoding {
             top_p,
             temperature: spec.temperature.unwrap_or(1.0),
             seed: spec.seed.unwrap_or(0),
-            min_tokens: spec.min_tokens.unwrap_or(1),
+            min_tokens: spec.min_tokens.unwrap_or(if min_length_in_use { 1 } else { 0 }),
             end_id: spec.end_id.unwrap_or(-1),
         }
     }
@@ -102,6 +119,8 @@ struct State {
     cancelled: Vec<u64>,
     await_calls: usize,
     shutdown_calls: usize,
+    /// Requests neither finished nor cancelled when shutdown was called.
+    left_active: Vec<u64>,
     fail_enqueue: Option<String>,
     fail_await: Option<String>,
 }
@@ -183,6 +202,13 @@ impl StandInExecutor {
 
     pub fn shutdown_calls(&self) -> usize {
         self.lock().shutdown_calls
+    }
+
+    /// The requests still active (enqueued, their final response not yet
+    /// taken, not cancelled) when shutdown was called: the real shutdown would
+    /// have waited for each to generate its last token.
+    pub fn left_active(&self) -> Vec<u64> {
+        self.lock().left_active.clone()
     }
 
     fn logits(&self, tokens: &[i32]) -> RawLogits {
@@ -289,9 +315,19 @@ pub fn error(id: u64, message: &str) -> RawResponse {
     }
 }
 
+/// executor/executorImpl.cpp: enqueueRequest, awaitResponses and cancelRequest
+/// refuse to run once shutdown was called.
+fn refuse_after_shutdown(s: &State) -> Result<(), String> {
+    if s.shutdown_calls > 0 {
+        return Err("[TensorRT-LLM][ERROR] Assertion failed: Shutdown called".into());
+    }
+    Ok(())
+}
+
 impl ExecutorApi for StandInExecutor {
     fn enqueue(&self, request: &RequestSpec) -> Result<u64, String> {
         let mut s = self.lock();
+        refuse_after_shutdown(&s)?;
         if let Some(e) = &s.fail_enqueue {
             return Err(e.clone());
         }
@@ -312,6 +348,7 @@ impl ExecutorApi for StandInExecutor {
     fn await_responses(&self, timeout: Duration) -> Result<Vec<RawResponse>, String> {
         let deadline = Instant::now() + timeout;
         let mut s = self.lock();
+        refuse_after_shutdown(&s)?;
         s.await_calls += 1;
         loop {
             if let Some(e) = &s.fail_await {
@@ -341,6 +378,7 @@ impl ExecutorApi for StandInExecutor {
 
     fn cancel(&self, request_id: u64) -> Result<(), String> {
         let mut s = self.lock();
+        refuse_after_shutdown(&s)?;
         s.cancelled.push(request_id);
         if s.finished.contains(&request_id) {
             return Ok(());
@@ -354,7 +392,22 @@ impl ExecutorApi for StandInExecutor {
     }
 
     fn shutdown(&self) -> Result<(), String> {
-        self.lock().shutdown_calls += 1;
+        let mut s = self.lock();
+        // A second call returns at once (executorImpl.cpp).
+        if s.shutdown_calls == 0 {
+            // The real shutdown() returns only once no request is active: its
+            // execution loop runs while one is (executorImpl.cpp). Nothing would
+            // advance the stand-in's requests any more, so instead of waiting it
+            // records them; tests assert that none is left.
+            let left: Vec<u64> = s
+                .enqueued
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !s.finished.contains(id) && !s.cancelled.contains(id))
+                .collect();
+            s.left_active = left;
+        }
+        s.shutdown_calls += 1;
         Ok(())
     }
 }

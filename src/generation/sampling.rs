@@ -36,11 +36,23 @@ impl Default for SamplingParams {
 /// refuse more, so that a command behaves the same on either.
 pub const TOP_K_MAX: usize = 1024;
 
+/// The smallest temperature above 0 both backends accept. TensorRT-LLM scales
+/// logits by 1/(T + 1e-6) (kernels/penaltyKernels.cu), i.e. samples at T + 1e-6:
+/// log-odds between tokens come out T/(T + 1e-6) of the reference's, a relative
+/// error of about 1e-6/T. Below 0.01 that exceeds 1e-4, and such a temperature
+/// is greedy decoding in all but name (`--temperature 0`).
+pub const TEMPERATURE_MIN: f32 = 0.01;
+
 /// An invalid sampling option; the message names the command-line option.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SamplingError {
     #[error("--temperature {0}: must be >= 0")]
     Temperature(f32),
+    #[error(
+        "--temperature {0}: below {TEMPERATURE_MIN}, TensorRT-LLM's 1/(T + 1e-6) scaling differs from \
+         1/T by more than 1e-4 (relative): use --temperature 0 for greedy decoding, or at least {TEMPERATURE_MIN}"
+    )]
+    TemperatureTooLow(f32),
     #[error("--top-k {0}: must be at most {TOP_K_MAX} (the largest top-k TensorRT-LLM samples with)")]
     TopK(usize),
     #[error("--top-p {0}: expected a value in (0, 1]")]
@@ -54,6 +66,9 @@ impl SamplingParams {
         // Written so that NaN fails every check.
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(SamplingError::Temperature(self.temperature));
+        }
+        if self.temperature > 0.0 && self.temperature < TEMPERATURE_MIN {
+            return Err(SamplingError::TemperatureTooLow(self.temperature));
         }
         if self.top_k > TOP_K_MAX {
             return Err(SamplingError::TopK(self.top_k));
@@ -115,6 +130,22 @@ mod tests {
                 ..d()
             }),
             "--temperature NaN: must be >= 0"
+        );
+        let low = bad(SamplingParams {
+            temperature: 0.001,
+            ..d()
+        });
+        assert!(
+            low.starts_with("--temperature 0.001: below 0.01") && low.contains("--temperature 0"),
+            "{low}"
+        );
+        assert!(
+            SamplingParams {
+                temperature: TEMPERATURE_MIN,
+                ..d()
+            }
+            .validate()
+            .is_ok()
         );
         assert_eq!(
             bad(SamplingParams {

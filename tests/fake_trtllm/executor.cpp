@@ -9,6 +9,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <dlfcn.h>
+
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -97,6 +100,13 @@ std::uint64_t mix(std::uint64_t x)
     return x ^ (x >> 31);
 }
 
+// The file the dynamic loader loaded `symbol` from.
+std::string loadedFrom(void const* symbol)
+{
+    Dl_info info{};
+    return dladdr(symbol, &info) != 0 && info.dli_fname != nullptr ? info.dli_fname : "";
+}
+
 std::shared_ptr<tensorrt_llm::runtime::ITensor> floatTensor(std::vector<std::int64_t> shape, std::vector<float> values)
 {
     std::vector<std::uint8_t> bytes(values.size() * sizeof(float));
@@ -116,8 +126,20 @@ struct Active
     std::vector<float> logProbs;
     bool cancelled = false;
     std::shared_ptr<tensorrt_llm::runtime::ITensor> contextLogits;
-    tle::VecTokens unsent; // non-streaming: everything, sent at the end
+    tle::SizeType32 minTokens = 0;
 };
+
+// The length of the common prefix of a and b.
+std::size_t commonPrefix(tle::VecTokens const& a, tle::VecTokens const& b)
+{
+    auto const n = std::min(a.size(), b.size());
+    std::size_t i = 0;
+    while (i < n && a[i] == b[i])
+    {
+        ++i;
+    }
+    return i;
+}
 
 } // namespace
 
@@ -138,6 +160,8 @@ public:
         mVocab = jsonInt(text, "vocab_size", 0);
         mMaxInputLen = jsonInt(text, "max_input_len", 1024);
         mMaxSeqLen = jsonInt(text, "max_seq_len", 2048);
+        mMaxBatchSize = std::max(1, jsonInt(text, "max_batch_size", 256));
+        mTokensPerBlock = std::max(1, jsonInt(text, "tokens_per_block", 32));
         mContextLogitsBuilt = jsonValue(text, "gather_context_logits") == "true";
         TLLM_CHECK_WITH_INFO(mVocab > 0, "config.json has no vocab_size");
         TLLM_CHECK_WITH_INFO(mConfig.getMaxBeamWidth() == 1, "the fake decodes with beam width 1 only");
@@ -159,7 +183,12 @@ public:
             + ",\"gather_generation_logits\":" + (mConfig.getGatherGenerationLogits() ? "true" : "false")
             + ",\"normalize_log_probs\":" + (mConfig.getNormalizeLogProbs() ? "true" : "false")
             + ",\"tensorrt_version\":" + std::to_string(getInferLibVersion()) + ",\"cudart_version\":"
-            + std::to_string(cudart) + "}");
+            + std::to_string(cudart) + ",\"loaded\":{\"tensorrt\":"
+            + fake_trtllm::quoted(loadedFrom(reinterpret_cast<void const*>(&getInferLibVersion)))
+            + ",\"mpi\":" + fake_trtllm::quoted(loadedFrom(reinterpret_cast<void const*>(&MPI_Initialized)))
+            + ",\"cudart\":" + fake_trtllm::quoted(loadedFrom(reinterpret_cast<void const*>(&cudaRuntimeGetVersion)))
+            + "}}");
+        mBlockReuse = kv.getEnableBlockReuse();
         mWorker = std::thread([this] { run(); });
     }
 
@@ -172,7 +201,12 @@ public:
     {
         std::lock_guard<std::mutex> lock(mMutex);
         // executorImpl.cpp refuses new requests once shut down.
-        TLLM_CHECK_WITH_INFO(!mShutdown, "Shutdown called, cannot enqueue requests");
+        TLLM_CHECK_WITH_INFO(!mShutdownCalled, "Shutdown called, cannot enqueue requests");
+        // The real library also serves non-streaming requests (with generation
+        // logits shaped [beam, maxNewTokens, vocab], createResult in
+        // batch_manager/llmRequest.cpp). The bridge always streams, so the fake
+        // implements streaming only and refuses the rest rather than imitate it untested.
+        TLLM_CHECK_WITH_INFO(request.getStreaming(), "the fake TensorRT-LLM serves streaming requests only");
         IdType const id = mNextId++;
         auto const s = request.getSamplingConfig();
         auto const o = request.getOutputConfig();
@@ -192,7 +226,7 @@ public:
             + (o.returnGenerationLogits ? "true" : "false") + ",\"exclude_input_from_output\":"
             + (o.excludeInputFromOutput ? "true" : "false") + "}");
 
-        Active a{id, request, input, std::nullopt, 0, {}, false, nullptr, {}};
+        Active a{id, request, input, std::nullopt, 0, {}, false, nullptr, 0};
         // Checks the executor makes when it takes a request in (executorImpl.cpp,
         // fetchNewRequests; LlmRequest::validate): a failure is an error response.
         auto const promptLen = static_cast<int>(input.size());
@@ -209,17 +243,7 @@ public:
         {
             a.error = "To return generation logits, gather_generation_logits must be enabled in ExecutorConfig";
         }
-        if (o.returnContextLogits && !a.error)
-        {
-            std::vector<float> values(input.size() * static_cast<std::size_t>(mVocab));
-            for (std::size_t i = 0; i < values.size(); ++i)
-            {
-                values[i] = static_cast<float>(i % 5) * 0.5f;
-            }
-            a.contextLogits = floatTensor({promptLen, mVocab}, std::move(values));
-            mContextLogits[id] = a.contextLogits;
-        }
-        mActive.push_back(std::move(a));
+        mQueued.push_back(std::move(a));
         return id;
     }
 
@@ -227,8 +251,8 @@ public:
     {
         std::unique_lock<std::mutex> lock(mMutex);
         // executorImpl.cpp: awaitResponses and cancelRequest refuse to run after shutdown.
-        TLLM_CHECK_WITH_INFO(!mShutdown, "Shutdown called");
-        auto const ready = [this] { return !mResponses.empty() || mShutdown; };
+        TLLM_CHECK_WITH_INFO(!mShutdownCalled, "Shutdown called");
+        auto const ready = [this] { return !mResponses.empty() || mShutdownCalled; };
         if (timeout.has_value())
         {
             mReady.wait_for(lock, *timeout, ready);
@@ -245,59 +269,153 @@ public:
     void cancel(IdType id)
     {
         std::lock_guard<std::mutex> lock(mMutex);
-        TLLM_CHECK_WITH_INFO(!mShutdown, "Shutdown called");
+        TLLM_CHECK_WITH_INFO(!mShutdownCalled, "Shutdown called");
         fake_trtllm::record("{\"event\":\"cancel\",\"id\":" + std::to_string(id) + "}");
         // Requests already terminated are ignored.
-        for (auto& a : mActive)
+        auto const mark = [id](Active& a)
         {
             if (a.id == id)
             {
                 a.cancelled = true;
             }
-        }
+        };
+        std::for_each(mActive.begin(), mActive.end(), mark);
+        std::for_each(mQueued.begin(), mQueued.end(), mark);
     }
 
+    // executorImpl.cpp: shutdown() refuses further calls at once, but returns
+    // only when the execution loop ends, which it does once no request is
+    // active (`while (!mShutdown || !activeRequests.empty())`), queued requests
+    // taken in first. Every request still running generates to its end unless
+    // it was cancelled before. The fake does the same, one step at a time.
     void shutdown()
     {
         {
             std::lock_guard<std::mutex> lock(mMutex);
-            if (mShutdown)
+            if (mShutdownCalled)
             {
                 return;
             }
-            mShutdown = true;
+            mShutdownCalled = true;
         }
+        auto const started = std::chrono::steady_clock::now();
         mWake.notify_all();
         mReady.notify_all();
         if (mWorker.joinable())
         {
             mWorker.join();
         }
+        auto const waited
+            = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         std::string reads;
         for (auto const& [id, tensor] : mContextLogits)
         {
             reads += (reads.empty() ? "\"" : ",\"") + std::to_string(id) + "\":" + std::to_string(tensor->reads.load());
         }
-        fake_trtllm::record("{\"event\":\"shutdown\",\"context_logits_reads\":{" + reads + "}}");
+        fake_trtllm::record("{\"event\":\"shutdown\",\"steps_after_shutdown\":" + std::to_string(mStepsAfterShutdown)
+            + ",\"waited_ms\":" + std::to_string(waited.count()) + ",\"context_logits_reads\":{" + reads + "}}");
     }
 
 private:
+    bool idle() const
+    {
+        return mActive.empty() && mQueued.empty();
+    }
+
+    // The execution loop: one iteration per step, until shutdown was called and
+    // no request is left.
     void run()
     {
         std::unique_lock<std::mutex> lock(mMutex);
-        while (!mShutdown)
+        while (!(mShutdownCalled && idle()))
         {
-            mWake.wait_for(lock, mStep, [this] { return mShutdown; });
-            if (mShutdown)
+            mWake.wait_for(lock, mStep, [this] { return mShutdownCalled && idle(); });
+            if (mShutdownCalled && idle())
             {
                 break;
             }
+            admit();
             for (auto it = mActive.begin(); it != mActive.end();)
             {
                 it = advance(*it) ? mActive.erase(it) : std::next(it);
             }
+            if (mShutdownCalled)
+            {
+                ++mStepsAfterShutdown;
+            }
             mReady.notify_all();
         }
+    }
+
+    // Takes queued requests in while the engine's max_batch_size allows (the
+    // capacity scheduler), and runs their context phase.
+    void admit()
+    {
+        std::vector<VecTokens> prompts;
+        while (!mQueued.empty() && static_cast<int>(mActive.size()) < mMaxBatchSize)
+        {
+            Active a = std::move(mQueued.front());
+            mQueued.pop_front();
+            if (!a.error && !a.cancelled)
+            {
+                context(a);
+                prompts.push_back(a.request.getInputTokenIds());
+            }
+            mActive.push_back(std::move(a));
+        }
+        // A prompt's blocks can be reused once its context phase is done: by
+        // requests taken in at later iterations, not in this one.
+        if (mBlockReuse)
+        {
+            mStoredPrompts.insert(mStoredPrompts.end(), prompts.begin(), prompts.end());
+        }
+    }
+
+    // A request's context phase: its minimum length, and its context logits.
+    void context(Active& a)
+    {
+        auto const s = a.request.getSamplingConfig();
+        // layers/penaltyLayer.cpp: the end id is masked below a minimum length
+        // only once some request has set minTokens (mUseMinLength |= ..., never
+        // reset); from then on requests that set none get the default, 1
+        // (defaultDecodingParams.h, getMinLength).
+        mMinLengthInUse = mMinLengthInUse || s.getMinTokens().has_value();
+        a.minTokens = s.getMinTokens().value_or(mMinLengthInUse ? 1 : 0);
+
+        // KV-cache block reuse: the longest prefix of whole blocks this prompt
+        // shares with one whose context ran before is taken from the cache (at
+        // least one token is always computed), and those rows are not computed.
+        auto const prompt = a.request.getInputTokenIds();
+        std::size_t reused = 0;
+        if (mBlockReuse)
+        {
+            for (auto const& earlier : mStoredPrompts)
+            {
+                auto const common = std::min(commonPrefix(prompt, earlier), prompt.size() - 1);
+                reused = std::max(reused, common / mTokensPerBlock * mTokensPerBlock);
+            }
+        }
+        if (!a.request.getOutputConfig().returnContextLogits)
+        {
+            return;
+        }
+        auto const vocab = static_cast<std::size_t>(mVocab);
+        std::vector<float> values(prompt.size() * vocab, 0.f);
+        for (std::size_t i = reused * vocab; i < values.size(); ++i)
+        {
+            values[i] = static_cast<float>(i % 5) * 0.5f;
+        }
+        if (reused > 0)
+        {
+            // batch_manager/handleContextLogits.cpp: only the rows computed are
+            // copied into the host tensor; the rest stay as allocated (zeros
+            // here), and the library only logs this warning.
+            fake_trtllm::record("{\"event\":\"warning\",\"id\":" + std::to_string(a.id)
+                + ",\"message\":\"Because of KV cache reuse, not all context logits could be produced for request "
+                + std::to_string(a.id) + ".\",\"reused_tokens\":" + std::to_string(reused) + "}");
+        }
+        a.contextLogits = floatTensor({static_cast<std::int64_t>(prompt.size()), mVocab}, std::move(values));
+        mContextLogits[a.id] = a.contextLogits;
     }
 
     // One iteration for one request; true when it is finished.
@@ -309,7 +427,7 @@ private:
             return true;
         }
         auto const s = a.request.getSamplingConfig();
-        auto const streaming = a.request.getStreaming();
+        auto const o = a.request.getOutputConfig();
         if (a.cancelled)
         {
             // cancelRequest ends the request at the next iteration with a final kCANCELLED response.
@@ -321,9 +439,16 @@ private:
         // setupTopKRuntimeArgs).
         auto const topK = s.getTopK().value_or(0);
         auto const topP = s.getTopP().value_or(0.f);
-        bool const greedy = topK == 1 || (topK == 0 && topP == 0.f);
+        // kernels/samplingTopKKernels.cu: with K above the vocabulary, topKStage1
+        // fills the missing candidates with -FLT_MAX; when log-probs are
+        // returned the candidates are already probabilities (logitsHasProbs), so
+        // topKStage2Sampling adds those -FLT_MAX values to its sum, the random
+        // point comes out negative, and the first (most likely) candidate is
+        // taken: greedy decoding.
+        bool const topKOverVocab = topK > mVocab && o.returnLogProbs;
+        bool const greedy = topK == 1 || (topK == 0 && topP == 0.f) || topKOverVocab;
         auto const endId = a.request.getEndId().value_or(-1);
-        auto const minTokens = s.getMinTokens().value_or(1);
+        auto const minTokens = a.minTokens;
         auto const last = a.tokens.back();
         // The fake model: greedy continues last+1; sampling jumps by 2..6, by seed and step.
         auto token = greedy ? (last + 1) % mVocab
@@ -348,18 +473,7 @@ private:
         a.generated += 1;
         a.logProbs.push_back(-static_cast<float>(a.generated) / 8.f);
         bool const length = a.generated >= a.request.getMaxTokens() || static_cast<int>(a.tokens.size()) >= mMaxSeqLen;
-        if (streaming)
-        {
-            respond(a, {token}, length ? FinishReason::kLENGTH : FinishReason::kNOT_FINISHED);
-        }
-        else
-        {
-            a.unsent.push_back(token);
-            if (length)
-            {
-                respond(a, {}, FinishReason::kLENGTH);
-            }
-        }
+        respond(a, {token}, length ? FinishReason::kLENGTH : FinishReason::kNOT_FINISHED);
         return length;
     }
 
@@ -368,10 +482,6 @@ private:
     {
         auto const o = a.request.getOutputConfig();
         bool const final = reason != FinishReason::kNOT_FINISHED;
-        if (!a.request.getStreaming())
-        {
-            fresh = a.unsent;
-        }
         Result result{};
         result.isFinal = final;
         result.isSequenceFinal = final;
@@ -396,16 +506,17 @@ private:
         }
         if (o.returnGenerationLogits)
         {
-            // Streaming: [new tokens, beam, vocab]; otherwise [beam, tokens, vocab].
+            // Streaming: [new tokens, beam, vocab], a slice of the request's
+            // generation-logits buffer from the first new token; a step that
+            // ends on the end token has no new token, so no row (the end token's
+            // logits are not returned).
             std::vector<float> values(fresh.size() * static_cast<std::size_t>(mVocab), 0.f);
             for (std::size_t i = 0; i < fresh.size(); ++i)
             {
                 values[i * static_cast<std::size_t>(mVocab) + static_cast<std::size_t>(fresh[i])] = 2.f;
             }
             auto const n = static_cast<std::int64_t>(fresh.size());
-            std::vector<std::int64_t> shape = a.request.getStreaming() ? std::vector<std::int64_t>{n, 1, mVocab}
-                                                                       : std::vector<std::int64_t>{1, n, mVocab};
-            result.generationLogits = detail::ofITensor(floatTensor(std::move(shape), std::move(values)));
+            result.generationLogits = detail::ofITensor(floatTensor({n, 1, mVocab}, std::move(values)));
         }
         mResponses.emplace_back(a.id, std::move(result));
     }
@@ -414,17 +525,24 @@ private:
     int mVocab = 0;
     int mMaxInputLen = 0;
     int mMaxSeqLen = 0;
+    int mMaxBatchSize = 0;
+    std::size_t mTokensPerBlock = 32;
     bool mContextLogitsBuilt = false;
+    bool mBlockReuse = false;
     std::chrono::milliseconds mStep{2};
 
     std::mutex mMutex;
     std::condition_variable mReady;
     std::condition_variable mWake;
     std::deque<Response> mResponses;
+    std::deque<Active> mQueued;
     std::vector<Active> mActive;
+    std::vector<VecTokens> mStoredPrompts; // whose KV-cache blocks may be reused
+    bool mMinLengthInUse = false;
     std::map<IdType, std::shared_ptr<runtime::ITensor>> mContextLogits;
     IdType mNextId = 1;
-    bool mShutdown = false;
+    bool mShutdownCalled = false;
+    std::uint64_t mStepsAfterShutdown = 0;
     std::thread mWorker;
 };
 
