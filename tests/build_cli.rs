@@ -913,14 +913,15 @@ fn the_demo_profile_builds_by_name_from_the_repository() {
 }
 
 #[test]
-fn help_shows_examples_and_the_mpirun_launch() {
+fn help_shows_examples_and_what_runs_multi_gpu_engines() {
     let out = cli(&["build", "--help"]);
     let text = ok(&out);
     for words in [
         "trtllm-minitron build ",
         "--dry-run",
         "$TRTLLM_BUILD",
-        "mpirun -n N trtllm-minitron run",
+        "`trtllm-minitron run` drives single-GPU engines",
+        "which `run` does not implement",
     ] {
         assert!(text.contains(words), "{words}: {text}");
     }

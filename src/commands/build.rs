@@ -26,8 +26,9 @@ PROFILE is a TOML file, or the name of one in ./engines (every key: engines/READ
 flags override its keys. trtllm-build is --trtllm-build, else $TRTLLM_BUILD, else the one on
 PATH; it must be TensorRT-LLM 1.0 to 1.2.x (1.3 removed engines) and needs a GPU.
 An engine whose profile, checkpoint, TensorRT-LLM/TensorRT versions and GPU architecture are
-unchanged is left alone (\"up to date\"). Engines with tp*pp = N ranks run on N GPUs:
-  mpirun -n N trtllm-minitron run --model ENGINE_DIR ...")]
+unchanged is left alone (\"up to date\"). `trtllm-minitron run` drives single-GPU engines
+(tp = pp = 1); an engine of tp*pp = N ranks needs N GPUs and TensorRT-LLM's own multi-process
+runtime (one MPI process per GPU, mpirun -n N), which `run` does not implement.")]
 pub struct BuildArgs {
     /// Engine profile: a TOML file, or the name of one in ./engines.
     #[arg(value_name = "PROFILE", required_unless_present = "model")]

@@ -364,7 +364,7 @@ fn gpu_warnings(gpus: &[Gpu], p: &BuildSettings) -> Vec<String> {
     let world = p.world_size();
     if gpus.len() < world {
         out.push(format!(
-            "the engine has {world} ranks but this machine has {} GPU(s): trtllm-build builds them {} at a time here, and running it needs {world} GPUs (mpirun -n {world})",
+            "the engine has {world} ranks but this machine has {} GPU(s): trtllm-build builds them {} at a time here, and running it needs {world} GPUs (TensorRT-LLM's multi-process runtime, mpirun -n {world}; `trtllm-minitron run` drives single-GPU engines only)",
             gpus.len(),
             gpus.len().min(p.workers)
         ));

@@ -160,7 +160,8 @@ impl fmt::Display for BuildReport {
                 if s.world_size() > 1 {
                     writeln!(
                         f,
-                        "  run it on {n} GPUs: mpirun -n {n} trtllm-minitron run --model {out} ...",
+                        "  {n} ranks: it runs on {n} GPUs under TensorRT-LLM's own multi-process runtime \
+                         (mpirun -n {n}); `trtllm-minitron run` drives single-GPU engines only",
                         n = s.world_size()
                     )?;
                 }
