@@ -230,6 +230,24 @@ impl Search {
     }
 }
 
+/// Where the loader itself would look for `soname`, last resorts for TensorRT
+/// and MPI: `LD_LIBRARY_PATH`, its own directories, its cache.
+fn loader_places(inputs: &Inputs, soname: &str) -> Vec<Candidate> {
+    let mut places: Vec<Candidate> = inputs
+        .ld_library_path
+        .iter()
+        .map(|d| candidate("LD_LIBRARY_PATH", d))
+        .collect();
+    places.extend(LOADER_DIRS.iter().map(|d| candidate("system", inputs.sys(d))));
+    places.extend(
+        inputs
+            .cached(soname)
+            .into_iter()
+            .map(|d| candidate("ldconfig", d)),
+    );
+    places
+}
+
 /// Finds everything, or says what is missing where.
 pub fn locate(inputs: &Inputs) -> Result<Found, NotFound> {
     let mut search = Search::default();
@@ -318,15 +336,7 @@ pub fn locate(inputs: &Inputs) -> Result<Found, NotFound> {
         tensorrt_dirs.push(candidate("tensorrt_libs package", p));
     }
     tensorrt_dirs.push(candidate("release container", inputs.sys(CONTAINER_TENSORRT)));
-    for d in &inputs.ld_library_path {
-        tensorrt_dirs.push(candidate("LD_LIBRARY_PATH", d));
-    }
-    for d in LOADER_DIRS {
-        tensorrt_dirs.push(candidate("system", inputs.sys(d)));
-    }
-    for d in inputs.cached(TENSORRT) {
-        tensorrt_dirs.push(candidate("ldconfig", d));
-    }
+    tensorrt_dirs.extend(loader_places(inputs, TENSORRT));
     let tensorrt = search.find("TensorRT", &[TENSORRT], &tensorrt_dirs);
 
     let mut mpi_dirs = Vec::new();
@@ -341,15 +351,7 @@ pub fn locate(inputs: &Inputs) -> Result<Found, NotFound> {
         "Open MPI",
         inputs.sys("/usr/lib/x86_64-linux-gnu/openmpi/lib"),
     ));
-    for d in &inputs.ld_library_path {
-        mpi_dirs.push(candidate("LD_LIBRARY_PATH", d));
-    }
-    for d in LOADER_DIRS {
-        mpi_dirs.push(candidate("system", inputs.sys(d)));
-    }
-    for d in inputs.cached(MPI) {
-        mpi_dirs.push(candidate("ldconfig", d));
-    }
+    mpi_dirs.extend(loader_places(inputs, MPI));
     let mpi = search.find("an MPI runtime", &[MPI], &mpi_dirs);
 
     match (include, lib, plugin_lib, cuda_include, tensorrt, mpi) {

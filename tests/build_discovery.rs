@@ -57,6 +57,15 @@ fn cuda_headers(dir: &Path) {
     }
 }
 
+/// `ldconfig -p` of a system with its own Open MPI (Debian's): libmpi.so.40 and libc.
+fn system_cache(root: &Path) -> Vec<(String, PathBuf)> {
+    touch(&root.join("usr/lib/x86_64-linux-gnu/libmpi.so.40"));
+    ["libmpi.so.40", "libc.so.6"]
+        .iter()
+        .map(|name| (name.to_string(), root.join("usr/lib/x86_64-linux-gnu").join(name)))
+        .collect()
+}
+
 /// NVIDIA's release container under `root`.
 fn container(root: &Path) -> Inputs {
     let site = root.join("usr/local/lib/python3.12/dist-packages");
@@ -69,19 +78,9 @@ fn container(root: &Path) -> Inputs {
     touch(&root.join("opt/hpcx/ompi/lib/libopen-pal.so.40"));
     cuda_headers(&root.join("usr/local/cuda/include"));
     touch(&root.join("usr/local/cuda/lib64/libcudart.so.13"));
-    // The system has an MPI of its own (Debian's Open MPI), which the loader cache knows.
-    touch(&root.join("usr/lib/x86_64-linux-gnu/libmpi.so.40"));
+    // The system has an MPI of its own, which the loader cache knows.
     Inputs {
-        loader_cache: vec![
-            (
-                "libmpi.so.40".into(),
-                root.join("usr/lib/x86_64-linux-gnu/libmpi.so.40"),
-            ),
-            (
-                "libc.so.6".into(),
-                root.join("usr/lib/x86_64-linux-gnu/libc.so.6"),
-            ),
-        ],
+        loader_cache: system_cache(root),
         sysroot: root.to_path_buf(),
         ..Inputs::default()
     }
@@ -99,23 +98,13 @@ fn wheel(root: &Path) -> Inputs {
     touch(&site.join("nvidia/cu13/lib/libcudart.so.13"));
     cuda_headers(&site.join("nvidia/cu13/include"));
     touch(&site.join("nvidia/cublas/lib/libcublas.so.13"));
-    touch(&root.join("usr/lib/x86_64-linux-gnu/libmpi.so.40"));
     Inputs {
         vars: BTreeMap::from([("TRTLLM_INCLUDE_DIR".to_string(), include)]),
         packages: BTreeMap::from([
             ("tensorrt_llm".to_string(), package),
             ("tensorrt_libs".to_string(), site.join("tensorrt_libs")),
         ]),
-        loader_cache: vec![
-            (
-                "libmpi.so.40".into(),
-                root.join("usr/lib/x86_64-linux-gnu/libmpi.so.40"),
-            ),
-            (
-                "libc.so.6".into(),
-                root.join("usr/lib/x86_64-linux-gnu/libc.so.6"),
-            ),
-        ],
+        loader_cache: system_cache(root),
         sysroot: root.to_path_buf(),
         ..Inputs::default()
     }
