@@ -411,3 +411,20 @@ impl ExecutorApi for StandInExecutor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_minimum_length_depends_on_the_other_requests() {
+        let unset = RequestSpec::default();
+        assert_eq!(LibraryDecoding::of(&unset).min_tokens, 0);
+        assert_eq!(LibraryDecoding::in_batch(&unset, true).min_tokens, 1);
+        let zero = RequestSpec {
+            min_tokens: Some(0),
+            ..RequestSpec::default()
+        };
+        assert_eq!(LibraryDecoding::in_batch(&zero, true).min_tokens, 0);
+    }
+}
