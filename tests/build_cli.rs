@@ -1,9 +1,10 @@
 //! `build` end to end through the binary, with stand-ins for the tools the
-//! test machines cannot have: `tests/stand-ins/trtllm-build` (checks its
-//! arguments and the checkpoint, writes an engine-SHAPED directory whose
-//! rank files are placeholders, not engines), `tests/stand-ins/nvidia-smi`
-//! (GPUs from STANDIN_GPUS), and throwaway `tensorrt_llm` / `tensorrt` Python
-//! packages that only carry a version number.
+//! test machines cannot have (`tests/stand-ins/`, compiled with rustc: no
+//! Python is needed): `trtllm-build` (checks its arguments and the
+//! checkpoint, writes an engine-SHAPED directory whose rank files are
+//! placeholders, not engines), `nvidia-smi` (GPUs from STANDIN_GPUS), and the
+//! `python3` beside trtllm-build that answers the version probe from
+//! throwaway `tensorrt_llm` / `tensorrt` packages carrying only a version.
 
 mod common;
 
@@ -26,10 +27,7 @@ impl Env {
         let env = Env {
             tmp: tempfile::tempdir().unwrap(),
         };
-        std::fs::create_dir_all(env.bin()).unwrap();
-        for name in ["trtllm-build", "nvidia-smi"] {
-            install_executable(&stand_in(name), &env.bin().join(name));
-        }
+        stand_ins::install(&env.bin());
         env.set_versions(Some("1.2.0"), "10.13.3.9");
         std::fs::create_dir_all(env.path("profiles")).unwrap();
         env
@@ -43,7 +41,7 @@ impl Env {
         self.path("bin")
     }
 
-    /// The Python packages the stand-in builder runs with (and the version
+    /// The Python packages the stand-in builder "imports" (and the version
     /// probe reads): STAND-INS carrying only `__version__`.
     fn set_versions(&self, trtllm: Option<&str>, tensorrt: &str) {
         let py = self.path("python");
@@ -76,16 +74,11 @@ impl Env {
     }
 
     fn command(&self, args: &[&str]) -> Cli {
-        // Only the stand-ins and Python: a real trtllm-build or nvidia-smi on
-        // this machine's PATH must not be found.
-        let path = format!(
-            "{}:{}:/usr/bin:/bin",
-            self.bin().display(),
-            python_dir().display()
-        );
+        // Only the stand-ins: a real trtllm-build, nvidia-smi or Python on this
+        // machine's PATH must not be found.
         Cli::new(args)
             .current_dir(self.tmp.path())
-            .env("PATH", path)
+            .env("PATH", self.bin())
             .env("PYTHONPATH", self.path("python"))
             .cache(&self.path("cache"))
             .env("STANDIN_GPUS", A100)
@@ -118,27 +111,6 @@ impl Env {
             })
             .collect()
     }
-}
-
-/// Where `python3` is (the stand-in builder is a Python script).
-fn python_dir() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .find(|d| d.join("python3").is_file())
-        .expect("python3 on PATH: the stand-in trtllm-build is a Python script")
-}
-
-fn stand_in(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/stand-ins")
-        .join(name)
-}
-
-/// Copies with the executable bit set, whatever the checkout did with it.
-fn install_executable(from: &Path, to: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::copy(from, to).unwrap();
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// gqa-headdim-bf16: 4 heads, 2 kv heads, 3 layers, max_position_embeddings 128.
@@ -505,9 +477,11 @@ fn dry_run_prints_the_convert_step_and_the_exact_command_and_runs_nothing() {
     assert!(!env.path("trtllm-engines").exists());
 
     // Without a GPU or a builder a dry run still shows the commands, with warnings.
+    let nothing = env.path("empty-bin");
+    std::fs::create_dir_all(&nothing).unwrap();
     let out = env.run(
         &["build", profile.to_str().unwrap(), "--dry-run", "--json"],
-        &[("STANDIN_GPUS", ""), ("PATH", "/usr/bin:/bin")],
+        &[("STANDIN_GPUS", ""), ("PATH", nothing.to_str().unwrap())],
     );
     let report = json(&out);
     assert_eq!(report["status"], "dry-run");
@@ -665,9 +639,8 @@ fn trtllm_build_is_found_by_flag_then_env_then_path() {
     let env = Env::new();
     let profile = env.profile("tiny", &tiny_profile(""));
     let p = profile.to_str().unwrap();
-    let elsewhere = env.path("elsewhere/trtllm-build");
-    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
-    install_executable(&stand_in("trtllm-build"), &elsewhere);
+    std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+    let elsewhere = stand_ins::install_as(&env.path("elsewhere"), "trtllm-build");
     std::fs::remove_file(env.bin().join("trtllm-build")).unwrap();
 
     let err = failed(&env.run(&["build", p], &[]));
@@ -786,18 +759,20 @@ fn extra_flags_reach_the_builder() {
     let env = Env::new();
     let profile = env.profile(
         "extra",
-        &tiny_profile("extra_flags = [\"--multiple_profiles\", \"enable\", \"--opt_num_tokens=32\"]\n"),
+        &tiny_profile(
+            "extra_flags = [\"--multiple_profiles\", \"enable\", \"--max_prompt_embedding_table_size=16\"]\n",
+        ),
     );
     ok(&env.run(&["build", profile.to_str().unwrap(), "--output", "e"], &[]));
     let args = &env.calls()[0];
     assert!(args.ends_with(&[
         "--multiple_profiles".into(),
         "enable".into(),
-        "--opt_num_tokens=32".into()
+        "--max_prompt_embedding_table_size=16".into()
     ]));
     let config = read_json(&env.path("e/config.json"));
     assert_eq!(config["build_config"]["plugin_config"]["multiple_profiles"], true);
-    assert_eq!(config["build_config"]["opt_num_tokens"], 32);
+    assert_eq!(config["build_config"]["max_prompt_embedding_table_size"], 16);
 }
 
 #[test]
@@ -839,9 +814,13 @@ fn the_stand_in_rejects_what_trtllm_build_1_2_rejects() {
         vec!["--kv_cache_type", "blocks"],
         vec!["--paged_context_fmha", "enable"],
         vec!["--log_level", "loud"],
+        vec!["--max_b", "8"],
+        vec!["--strip_plan=yes"],
+        vec!["--lora_dir"],
     ] {
         let out = run(&bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("error: "), "{bad:?}: {}", stderr(&out));
     }
     // A Hugging Face directory is not a checkpoint it can build.
     let out = run(&[
@@ -873,6 +852,40 @@ fn the_stand_in_rejects_what_trtllm_build_1_2_rejects() {
         stderr(&out)
     );
     assert!(!env.path("x/config.json").exists());
+    // build.py refuses multiple profiles with a fixed opt_num_tokens.
+    edit_json(&ckpt.join("config.json"), |c| c["dtype"] = "bfloat16".into());
+    let out = run(&[
+        "--checkpoint_dir",
+        ckpt.to_str().unwrap(),
+        "--output_dir",
+        "x",
+        "--multiple_profiles",
+        "enable",
+        "--opt_num_tokens",
+        "32",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("multiple_profiles is enabled, while opt_num_tokens is set"),
+        "{}",
+        stderr(&out)
+    );
+    // Abbreviations and `=` work as in argparse, negative numbers are values.
+    let out = run(&[
+        "--checkpoint_dir",
+        ckpt.to_str().unwrap(),
+        "--output_dir=x",
+        "--max_batch=1",
+        "--max_seq",
+        "64",
+        "--opt_num_tokens",
+        "-1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let config = read_json(&env.path("x/config.json"));
+    assert_eq!(config["build_config"]["max_batch_size"], 1);
+    assert_eq!(config["build_config"]["max_seq_len"], 64);
+    assert_eq!(config["build_config"]["opt_num_tokens"], -1);
 }
 
 /// The shipped demo profile, by name from the repository root, through the
