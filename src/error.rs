@@ -73,8 +73,20 @@ pub enum Error {
     #[error("{0}")]
     ModelNotFound(String),
 
-    #[error("output {path} already exists and is not empty; pass --force to replace it")]
-    OutputExists { path: PathBuf },
+    /// The output holds an earlier output of this tool.
+    #[error("output {path} holds an earlier {what} of trtllm-minitron; pass --force to replace it")]
+    OutputExists { path: PathBuf, what: &'static str },
+
+    /// The output holds files this tool did not write: never replaced.
+    #[error(
+        "output {path} is not empty and was not written by trtllm-minitron (it has {contents}, and no {marker}); \
+         it is never replaced, even with --force: choose another output directory, or empty this one yourself"
+    )]
+    OutputNotOurs {
+        path: PathBuf,
+        contents: String,
+        marker: &'static str,
+    },
 
     #[error("{0}")]
     InvalidOutput(String),

@@ -15,24 +15,67 @@ pub struct StagedDir {
     committed: bool,
 }
 
+/// What this tool writes into an output directory, so it knows one of its own:
+/// the file every such directory holds, and what to call the directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Ours {
+    /// A file only this tool writes there (a manifest).
+    pub marker: &'static str,
+    /// "conversion", "engine".
+    pub what: &'static str,
+}
+
+/// Whether the output path may be written: it does not exist, is an empty
+/// directory, or (with `replace`) holds an earlier output of ours. A
+/// directory holding anything else is never replaced, whatever `replace`
+/// says: its contents are named in the error.
+pub fn check_replaceable(target: &Path, ours: Ours, replace: bool) -> Result<()> {
+    if !target.exists() {
+        return Ok(());
+    }
+    if !target.is_dir() {
+        return Err(Error::InvalidOutput(format!(
+            "output {} exists and is not a directory",
+            target.display()
+        )));
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(target).at(target)? {
+        let entry = entry.at(target)?;
+        let slash = if entry.path().is_dir() { "/" } else { "" };
+        names.push(format!("{}{slash}", entry.file_name().to_string_lossy()));
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    if target.join(ours.marker).is_file() {
+        return if replace {
+            Ok(())
+        } else {
+            Err(Error::OutputExists {
+                path: target.to_path_buf(),
+                what: ours.what,
+            })
+        };
+    }
+    names.sort();
+    const SHOWN: usize = 8;
+    let mut listed = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        listed.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    Err(Error::OutputNotOurs {
+        path: target.to_path_buf(),
+        contents: listed,
+        marker: ours.marker,
+    })
+}
+
 impl StagedDir {
-    /// Prepares to write `target`. An existing non-empty target is refused
-    /// unless `force`; it is only replaced at commit.
-    pub fn begin(target: &Path, force: bool) -> Result<Self> {
-        if target.exists() {
-            if !target.is_dir() {
-                return Err(Error::InvalidOutput(format!(
-                    "output {} exists and is not a directory",
-                    target.display()
-                )));
-            }
-            let non_empty = std::fs::read_dir(target).at(target)?.next().is_some();
-            if non_empty && !force {
-                return Err(Error::OutputExists {
-                    path: target.to_path_buf(),
-                });
-            }
-        }
+    /// Prepares to write `target` (see [`check_replaceable`]); an existing
+    /// target is only replaced at commit.
+    pub fn begin(target: &Path, ours: Ours, replace: bool) -> Result<Self> {
+        check_replaceable(target, ours, replace)?;
         let name = target
             .file_name()
             .ok_or_else(|| {
@@ -142,31 +185,55 @@ pub fn absolute(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    const OURS: Ours = Ours {
+        marker: "manifest.json",
+        what: "conversion",
+    };
+
     #[test]
     fn nothing_is_left_when_dropped() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("a/b/out");
-        let stage = StagedDir::begin(&target, false).unwrap();
+        let stage = StagedDir::begin(&target, OURS, false).unwrap();
         std::fs::write(stage.path().join("x"), "1").unwrap();
         drop(stage);
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
     }
 
     #[test]
-    fn commit_replaces_only_with_force() {
+    fn an_output_of_ours_is_replaced_only_when_asked_at_commit() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("out");
         std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("manifest.json"), "{}").unwrap();
         std::fs::write(target.join("old"), "1").unwrap();
         assert!(matches!(
-            StagedDir::begin(&target, false),
+            StagedDir::begin(&target, OURS, false),
             Err(Error::OutputExists { .. })
         ));
-        let stage = StagedDir::begin(&target, true).unwrap();
+        let stage = StagedDir::begin(&target, OURS, true).unwrap();
         std::fs::write(stage.path().join("new"), "2").unwrap();
         assert!(target.join("old").exists(), "replaced before commit");
         stage.commit().unwrap();
         assert!(target.join("new").exists() && !target.join("old").exists());
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn anything_else_is_never_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("out");
+        std::fs::create_dir_all(target.join("sub")).unwrap();
+        for i in 0..10 {
+            std::fs::write(target.join(format!("f{i}")), "x").unwrap();
+        }
+        let err = StagedDir::begin(&target, OURS, true).err().unwrap().to_string();
+        assert!(err.contains("f0, f1, f2, f3, f4, f5, f6, f7 and 3 more"), "{err}");
+        assert!(err.contains("manifest.json"), "{err}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+        // An empty directory is no one's.
+        let empty = root.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        StagedDir::begin(&empty, OURS, false).unwrap().commit().unwrap();
     }
 }

@@ -775,20 +775,49 @@ fn extra_flags_reach_the_builder() {
     assert_eq!(config["build_config"]["max_prompt_embedding_table_size"], 16);
 }
 
+/// `--force` replaces an engine of ours, never a directory holding anything else.
 #[test]
-fn an_output_that_is_not_ours_needs_force() {
+fn an_output_that_is_not_ours_is_never_replaced() {
     let env = Env::new();
     let profile = env.profile("tiny", &tiny_profile(""));
-    std::fs::create_dir_all(env.path("taken")).unwrap();
+    let p = profile.to_str().unwrap();
+    std::fs::create_dir_all(env.path("taken/data")).unwrap();
     std::fs::write(env.path("taken/notes.txt"), "mine").unwrap();
-    let err = failed(&env.run(&["build", profile.to_str().unwrap(), "--output", "taken"], &[]));
-    assert!(err.contains("pass --force"), "{err}");
-    assert!(env.path("taken/notes.txt").exists());
+    let before = snapshot(&env.path("taken"));
+    for force in [false, true] {
+        let mut args = vec!["build", p, "--output", "taken"];
+        if force {
+            args.push("--force");
+        }
+        let err = failed(&env.run(&args, &[]));
+        assert!(
+            err.contains("data/, notes.txt") && err.contains("even with --force"),
+            "{err}"
+        );
+        assert!(snapshot(&env.path("taken")) == before);
+    }
+    assert!(env.calls().is_empty(), "trtllm-build ran");
+    assert!(
+        !env.path("cache").exists(),
+        "converted before refusing the output"
+    );
+    // A conversion of ours is not an engine either.
     ok(&env.run(
-        &["build", profile.to_str().unwrap(), "--output", "taken", "--force"],
+        &[
+            "convert",
+            "--model",
+            model("gqa-headdim-bf16").to_str().unwrap(),
+            "--output",
+            "ckpt",
+        ],
         &[],
     ));
-    assert!(!env.path("taken/notes.txt").exists());
+    let err = failed(&env.run(&["build", p, "--output", "ckpt", "--force"], &[]));
+    assert!(err.contains("trtllm-minitron-manifest.json"), "{err}");
+    // An engine of ours is replaced.
+    ok(&env.run(&["build", p, "--output", "mine"], &[]));
+    ok(&env.run(&["build", p, "--output", "mine", "--force"], &[]));
+    assert_eq!(env.calls().len(), 2);
 }
 
 /// The stand-in itself: it must reject what trtllm-build 1.2 rejects, or the

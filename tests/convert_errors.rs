@@ -267,39 +267,84 @@ fn pickle_with_a_forbidden_opcode() {
 }
 
 #[test]
-fn existing_output_without_force() {
+fn an_earlier_conversion_is_replaced_only_with_force() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::write(out.join("keep.txt"), "mine").unwrap();
     let src = model("gqa-headdim-bf16");
-    let run = cli(&[
-        "convert",
-        "--model",
-        src.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let convert = |extra: &[&str]| {
+        let mut args = vec![
+            "convert",
+            "--model",
+            src.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    assert!(convert(&[]).status.success());
+    let before = snapshot(&out);
+    let run = convert(&["--tp-size", "2"]);
     assert_eq!(run.status.code(), Some(1));
     assert!(
-        stderr(&run).contains("already exists and is not empty; pass --force"),
+        stderr(&run).contains("holds an earlier conversion") && stderr(&run).contains("pass --force"),
         "{}",
         stderr(&run)
     );
-    assert_eq!(listing(&out), vec!["keep.txt"]);
+    assert!(snapshot(&out) == before);
     assert_eq!(listing(work.path()), vec!["out"]);
 
+    let run = convert(&["--tp-size", "2", "--force"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(out.join("rank1.safetensors").exists());
+    assert_eq!(listing(work.path()), vec!["out"]);
+}
+
+/// `--force` replaces only what this tool wrote: a directory holding anything
+/// else is refused, saying what is there, and nothing in it is touched.
+#[test]
+fn force_never_replaces_a_directory_the_tool_did_not_write() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    std::fs::create_dir_all(out.join("photos")).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join("photos/cat.jpg"), "meow").unwrap();
+    let before = snapshot(&out);
+    let src = model("gqa-headdim-bf16");
+    for force in [false, true] {
+        let mut args = vec![
+            "convert",
+            "--model",
+            src.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        if force {
+            args.push("--force");
+        }
+        let run = cli(&args);
+        assert_eq!(run.status.code(), Some(1), "force {force}");
+        let err = stderr(&run);
+        assert!(
+            err.contains("notes.txt, photos/") && err.contains("not written by trtllm-minitron"),
+            "{err}"
+        );
+        assert!(err.contains("even with --force"), "{err}");
+        assert!(snapshot(&out) == before);
+        assert_eq!(std::fs::read(out.join("photos/cat.jpg")).unwrap(), b"meow");
+        assert_eq!(listing(work.path()), vec!["out"]);
+    }
+    // An empty directory is fine.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
     let run = cli(&[
         "convert",
         "--model",
         src.to_str().unwrap(),
         "--output",
-        out.to_str().unwrap(),
-        "--force",
+        empty.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
-    assert!(!out.join("keep.txt").exists() && out.join("rank0.safetensors").exists());
-    assert_eq!(listing(work.path()), vec!["out"]);
 }
 
 #[test]

@@ -45,7 +45,8 @@ pub struct BuildArgs {
     /// Print the convert step and the exact trtllm-build command; run nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Rebuild even when up to date; replace an output directory that is not an engine of ours.
+    /// Rebuild even when up to date. (A stale engine of ours is replaced without it; a
+    /// directory holding anything else never is.)
     #[arg(long)]
     pub force: bool,
     /// Print a machine-readable report on stdout.

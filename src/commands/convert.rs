@@ -23,7 +23,7 @@ pub struct ConvertArgs {
     /// Hugging Face model directory, or hub id (org/name[@revision]) in the local cache.
     #[arg(long, value_name = "SRC")]
     pub model: String,
-    /// Output directory (created atomically; must not exist or be empty, unless --force).
+    /// Output directory (created atomically): new, empty, or an earlier conversion (with --force).
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
     /// Target dtype [default: the checkpoint's own].
@@ -35,7 +35,8 @@ pub struct ConvertArgs {
     /// Pipeline parallel size.
     #[arg(long, default_value_t = 1)]
     pub pp_size: usize,
-    /// Replace an existing non-empty output directory (only once the new one is complete).
+    /// Replace an earlier conversion at --output, once the new one is complete (a directory
+    /// holding anything else is never replaced).
     #[arg(long)]
     pub force: bool,
     /// Rank files written at once [default: number of cores].

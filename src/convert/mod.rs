@@ -19,7 +19,7 @@ use crate::hf::source::ModelSource;
 use crate::hf::weights::{WeightFormat, WeightStore};
 use crate::json_file;
 use crate::progress::Progress;
-use crate::staging::StagedDir;
+use crate::staging::{Ours, StagedDir};
 use crate::trtllm::config::{CONFIG_FILE, TrtllmConfig};
 use crate::trtllm::conversion_manifest::{
     self as manifest, ConversionManifest, ConversionOptions, FileRecord, SourceRecord,
@@ -36,6 +36,12 @@ pub const TOKENIZER_FILES: [&str; 5] = [
     "tokenizer.model",
     "generation_config.json",
 ];
+
+/// A converted checkpoint: `--force` replaces only a directory holding its manifest.
+pub const OUTPUT: Ours = Ours {
+    marker: manifest::MANIFEST_FILE,
+    what: "conversion",
+};
 
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
@@ -147,7 +153,7 @@ pub fn convert_checked(
     par.validate(&checked.config)?;
     let dtype = options.dtype.unwrap_or(checked.dtype);
 
-    let stage = StagedDir::begin(output, options.force)?;
+    let stage = StagedDir::begin(output, OUTPUT, options.force)?;
     let dir = stage.path();
     let config = TrtllmConfig::new(&checked.config, dtype, par);
     json_file::write(&dir.join(CONFIG_FILE), &config)?;

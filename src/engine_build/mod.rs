@@ -26,9 +26,9 @@ use crate::convert::TOKENIZER_FILES;
 use crate::error::{Error, IoContext};
 use crate::json_file;
 use crate::progress::{Progress, Silent};
-use crate::staging::StagedDir;
+use crate::staging::{self, Ours, StagedDir};
 use crate::trtllm::build_manifest::{
-    BUILD_LOG_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Toolchain,
+    BUILD_LOG_FILE, BUILD_MANIFEST_FILE, BuildManifest, Durations, ModelRecord, ProfileRecord, Toolchain,
 };
 use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::config::CONFIG_FILE;
@@ -68,9 +68,15 @@ pub struct BuildRequest {
     /// Default: `TRTLLM_BUILD`, else `trtllm-build` on PATH.
     pub trtllm_build: Option<PathBuf>,
     pub dry_run: bool,
-    /// Rebuild even when up to date, and replace an output that is not one of our engines.
+    /// Rebuild even when up to date. Only an engine directory of ours is ever replaced.
     pub force: bool,
 }
+
+/// An engine directory: `--force` replaces only one holding its build manifest.
+pub const OUTPUT: Ours = Ours {
+    marker: BUILD_MANIFEST_FILE,
+    what: "engine",
+};
 
 /// Where the output goes when `--output` is not given.
 pub fn default_output(name: &str) -> PathBuf {
@@ -229,6 +235,10 @@ pub fn build(
         observer.step(&format!("rebuilding {}: {why}", output.display()));
     }
     refuse_overlap(&output, &[&model.source.dir, &plan.dir])?;
+    // An engine of ours is replaced without --force (it is stale, or --force
+    // asked); anything else never is. Said before a long conversion.
+    let replace = req.force || existing.is_some();
+    staging::check_replaceable(&output, OUTPUT, replace)?;
 
     // 6. Convert if needed.
     if let Some(why) = &plan.convert_reason {
@@ -245,9 +255,8 @@ pub fn build(
     let record = fingerprint::fingerprint(&plan.dir, settings.world_size())?;
     let checkpoint_config: Value = json_file::read(&plan.dir.join(CONFIG_FILE))?;
 
-    // 7. Build into a staging directory. An engine of ours is replaced without
-    // --force (it is stale, or --force asked); anything else needs --force.
-    let stage = StagedDir::begin(&output, req.force || existing.is_some())?;
+    // 7. Build into a staging directory.
+    let stage = StagedDir::begin(&output, OUTPUT, replace)?;
     let args = flags::builder_args(&settings, &plan.dir, stage.path());
     let command: Vec<String> = std::iter::once(program.clone()).chain(args.clone()).collect();
     let log = stage.path().join(BUILD_LOG_FILE);
