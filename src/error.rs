@@ -13,21 +13,16 @@ pub type Source = Box<dyn std::error::Error + Send + Sync>;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Each message is complete: where an error wraps another (an OS error, a
+/// JSON parser's), its text is part of the message and it is not also given as
+/// the `source`, so a printer that follows sources says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
-    #[error("{path}: not valid JSON: {source}")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("{path}: not valid JSON: {error}")]
+    Json { path: PathBuf, error: serde_json::Error },
 
     /// A config.json field is missing, of the wrong type, or has a value we cannot use.
     #[error("{path}: field `{field}`: {problem}")]
@@ -46,12 +41,8 @@ pub enum Error {
     Safetensors { path: PathBuf, problem: String },
 
     /// A `pytorch_model.bin` the restricted unpickler refuses (`hf::torch_bin`).
-    #[error("{path}: {source}")]
-    TorchBin {
-        path: PathBuf,
-        #[source]
-        source: Source,
-    },
+    #[error("{path}: {error}")]
+    TorchBin { path: PathBuf, error: Source },
 
     /// One tensor disagrees with the config (dtype, shape) or cannot be used.
     #[error("{path}: tensor `{tensor}`: {problem}")]
@@ -108,10 +99,15 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// Ended by Ctrl-C (exit status 130).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Error::Interrupted)
+    }
+
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }
@@ -124,5 +120,33 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A printer that follows sources (the CLI does) must say an OS error once.
+    #[test]
+    fn a_wrapped_error_is_in_the_message_and_not_also_the_source() {
+        let io = Error::io("/x/config.json", std::io::Error::from_raw_os_error(2));
+        assert_eq!(
+            io.to_string(),
+            "/x/config.json: No such file or directory (os error 2)"
+        );
+        assert!(io.source().is_none());
+        let json = Error::Json {
+            path: "c.json".into(),
+            error: serde_json::from_str::<u32>("\"x\"").unwrap_err(),
+        };
+        assert!(
+            json.to_string()
+                .starts_with("c.json: not valid JSON: invalid type"),
+            "{json}"
+        );
+        assert!(json.source().is_none());
     }
 }

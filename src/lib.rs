@@ -4,6 +4,7 @@
 //! adds context to errors and prints.
 
 pub mod cancel;
+pub mod cli_values;
 pub mod commands;
 pub mod convert;
 pub mod dtype;

@@ -23,11 +23,23 @@ use trtllm_minitron::progress::TerminalBar;
 /// Set by Ctrl-C; long operations poll it and clean up.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// The exit statuses (README, "Exit status"); `exit_status` applies them.
+const EXIT_STATUS_HELP: &str = "Exit status (every command):
+  0    success
+  1    the work failed (an input could not be used, conversion, build or generation
+       failed; check: a regression)
+  2    bad usage: an unknown option, a missing or invalid value (refused before anything
+       runs), or an option value this model cannot take (e.g. --tp-size 3 for 48 heads);
+       check: also any error that kept the checks from running
+  130  interrupted (Ctrl-C); the error line says what, if anything, was written";
+
 #[derive(Parser)]
 #[command(
     name = "trtllm-minitron",
     version,
-    about = "NVIDIA Minitron (NemotronForCausalLM) to TensorRT-LLM: convert, inspect"
+    about = "NVIDIA Minitron (NemotronForCausalLM) to TensorRT-LLM: convert checkpoints, build engines, \
+             generate text, check engines",
+    after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,49 +68,49 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    // Clap's own errors (unknown option, invalid value) exit with 2 here.
     let cli = Cli::parse();
     // A second Ctrl-C while cleaning up is ignored: cleanup is quick and must finish.
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed));
-    // `check` tells a broken setup (2) from a regression (1) for CI.
-    let error_status = if matches!(cli.command, Command::Check(_)) {
-        2
-    } else {
-        1
-    };
-    exit_status(dispatch(cli.command), error_status)
+    let is_check = matches!(cli.command, Command::Check(_));
+    exit_status(dispatch(cli.command), is_check)
 }
 
-/// The exit policy: 0 on success, 1 on a regression, 130 after Ctrl-C, and
-/// `error_status` on any other error (printed with its causes).
-fn exit_status(result: anyhow::Result<Outcome>, error_status: u8) -> ExitCode {
+/// The exit policy of every command (`EXIT_STATUS_HELP`): 0 success, 1 the
+/// work failed or a regression, 2 bad usage, 130 after Ctrl-C. `check` also
+/// exits 2 for any error, so CI can tell a broken setup from a regression.
+fn exit_status(result: anyhow::Result<Outcome>, is_check: bool) -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Regression) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {}", describe(&e));
-            if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted)) {
-                ExitCode::from(130)
+            let status = if e.downcast_ref::<Error>().is_some_and(Error::is_interrupted) {
+                130
+            } else if is_check || is_usage(&e) {
+                2
             } else {
-                ExitCode::from(error_status)
-            }
+                1
+            };
+            ExitCode::from(status)
         }
     }
 }
 
-/// The error with its context and causes, each said once: the library's
-/// errors already end with their source's text.
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain().map(ToString::to_string) {
-        if text.ends_with(&cause) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause);
+/// An option value that does not fit the model: found when the model is read,
+/// not by clap, but bad usage all the same.
+fn is_usage(e: &anyhow::Error) -> bool {
+    match (e.downcast_ref::<Error>(), e.downcast_ref::<BuildError>()) {
+        (Some(Error::Mapping(_)), _) => true,
+        (_, Some(BuildError::ProfileValue { from_flag, .. })) => *from_flag,
+        _ => false,
     }
-    text
+}
+
+/// The error with the context added here: each message is complete, and
+/// errors that hold another's text do not also give it as their source.
+fn describe(e: &anyhow::Error) -> String {
+    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 fn dispatch(command: Command) -> anyhow::Result<Outcome> {
@@ -120,7 +132,7 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
             .with_context(|| format!("running {}", args.model))?;
         }
         Command::Build(args) => {
-            // Library errors keep their type, so that Ctrl-C still exits with 130.
+            // Library errors keep their type, for the exit status (Ctrl-C: 130).
             let report = build::run(&args, &STOP)
                 .map_err(|e| match e {
                     BuildError::Library(inner) => anyhow::Error::from(*inner),

@@ -39,15 +39,9 @@ pub fn check_replaceable(target: &Path, ours: Ours, replace: bool) -> Result<()>
             target.display()
         )));
     }
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(target).at(target)? {
-        let entry = entry.at(target)?;
-        let slash = if entry.path().is_dir() { "/" } else { "" };
-        names.push(format!("{}{slash}", entry.file_name().to_string_lossy()));
-    }
-    if names.is_empty() {
+    let Some(contents) = contents(target)? else {
         return Ok(());
-    }
+    };
     if target.join(ours.marker).is_file() {
         return if replace {
             Ok(())
@@ -58,17 +52,32 @@ pub fn check_replaceable(target: &Path, ours: Ours, replace: bool) -> Result<()>
             })
         };
     }
-    names.sort();
+    Err(Error::OutputNotOurs {
+        path: target.to_path_buf(),
+        contents,
+        marker: ours.marker,
+    })
+}
+
+/// What `dir` holds, for a message: its first names in order (directories
+/// with a `/`) and how many more; `None` when it is empty.
+pub fn contents(dir: &Path) -> Result<Option<String>> {
     const SHOWN: usize = 8;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let slash = if entry.path().is_dir() { "/" } else { "" };
+        names.push(format!("{}{slash}", entry.file_name().to_string_lossy()));
+    }
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names.sort();
     let mut listed = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
     if names.len() > SHOWN {
         listed.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
-    Err(Error::OutputNotOurs {
-        path: target.to_path_buf(),
-        contents: listed,
-        marker: ours.marker,
-    })
+    Ok(Some(listed))
 }
 
 impl StagedDir {

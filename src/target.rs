@@ -153,7 +153,11 @@ fn load_tokenizer(explicit: Option<&Path>, needs_text: bool, checkpoint: &Path) 
     match path {
         Some(p) => {
             if !p.is_file() {
-                return Err(Error::io(&p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+                return Err(Error::InvalidInput(format!(
+                    "--tokenizer {}: no such file; expected tokenizer.json, a SentencePiece tokenizer.model, \
+                     or the directory holding one",
+                    p.display()
+                )));
             }
             // A tokenizer beside a cached conversion is a copy of the model's own: name that.
             let source_dir = (explicit.is_none() && checkpoint.starts_with(cache::cache_root()))

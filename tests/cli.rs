@@ -193,3 +193,60 @@ fn inspect_recognises_each_kind() {
         assert!(stderr(&run).contains(needle), "{}", stderr(&run));
     }
 }
+
+/// `inspect` describes a Hugging Face model `convert` would refuse, and says why.
+#[test]
+fn inspect_says_what_a_foreign_model_is_and_why_convert_refuses_it() {
+    let work = tempfile::tempdir().unwrap();
+    let llama = work.path().join("llama");
+    std::fs::create_dir(&llama).unwrap();
+    std::fs::write(
+        llama.join("config.json"),
+        json!({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8}).to_string(),
+    )
+    .unwrap();
+    // One f32 tensor [2, 2], as safetensors lays it out.
+    let header = br#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0u8; 16]);
+    std::fs::write(llama.join("model.safetensors"), file).unwrap();
+
+    let run = cli(&["inspect", llama.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = stdout(&run);
+    assert!(
+        text.contains("Hugging Face checkpoint (LlamaForCausalLM, model_type llama)"),
+        "{text}"
+    );
+    assert!(text.contains("parameters  0.00K (4)"), "{text}");
+    assert!(
+        text.contains("convertible NO:")
+            && text.contains("\"llama\"")
+            && text.contains("NemotronForCausalLM"),
+        "{text}"
+    );
+    let v: Value =
+        serde_json::from_slice(&cli(&["inspect", llama.to_str().unwrap(), "--json"]).stdout).unwrap();
+    assert_eq!(v["kind"], "hf-checkpoint");
+    assert_eq!(v["model_type"], "llama");
+    assert_eq!(v["config"], Value::Null);
+    assert!(v["problem"].as_str().unwrap().contains("model_type"));
+
+    // A Nemotron config without weights: described, not convertible.
+    let bare = work.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::copy(
+        model("gqa-headdim-bf16").join("config.json"),
+        bare.join("config.json"),
+    )
+    .unwrap();
+    let run = cli(&["inspect", bare.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = stdout(&run);
+    assert!(text.contains("weights     none that convert reads"), "{text}");
+    assert!(
+        text.contains("convertible NO:") && text.contains("no weight files"),
+        "{text}"
+    );
+}

@@ -10,8 +10,13 @@ use common::*;
 use serde_json::json;
 
 /// Runs `convert` on `src` into `<tmp>/work/out` with extra args, and checks
-/// the failure contract. Returns stderr.
+/// the failure contract (exit status 1: the work failed). Returns stderr.
 fn fails(src: &Path, extra: &[&str], needles: &[&str]) -> String {
+    fails_with(1, src, extra, needles)
+}
+
+/// [`fails`] with another exit status (2: an option value the model cannot take).
+fn fails_with(status: i32, src: &Path, extra: &[&str], needles: &[&str]) -> String {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("nested/out");
     let before = snapshot(src);
@@ -25,7 +30,7 @@ fn fails(src: &Path, extra: &[&str], needles: &[&str]) -> String {
     args.extend_from_slice(extra);
     let run = cli(&args);
     let err = stderr(&run);
-    assert_eq!(run.status.code(), Some(1), "exit status; stderr: {err}");
+    assert_eq!(run.status.code(), Some(status), "exit status; stderr: {err}");
     for needle in needles {
         assert!(err.contains(needle), "expected {needle:?} in: {err}");
     }
@@ -89,15 +94,17 @@ fn inconsistent_heads() {
 #[test]
 fn tp_and_pp_the_spec_does_not_allow() {
     let src = model("gqa-headdim-bf16");
-    fails(
+    fails_with(
+        2,
         &src,
         &["--tp-size", "3"],
         &["--tp-size 3 is not possible", "Allowed tp sizes: 1, 2, 4"],
     );
-    fails(&src, &["--pp-size", "4"], &["--pp-size 4", "3 layers"]);
-    fails(&src, &["--tp-size", "0"], &["at least 1"]);
+    fails_with(2, &src, &["--pp-size", "4"], &["--pp-size 4", "3 layers"]);
+    fails_with(2, &src, &["--tp-size", "0"], &["at least 1"]);
     // MQA: any tp dividing the heads works (kv duplicated), but 8 does not divide 4 heads.
-    fails(
+    fails_with(
+        2,
         &model("mqa-tied-f16"),
         &["--tp-size", "8"],
         &["num_attention_heads 4"],

@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "progress",
     "staging",
     "json_file",
+    "cli_values",
     // format readers
     "safetensors_file",
     "tokenizer",

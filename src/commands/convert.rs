@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use clap::Args;
 
 use crate::DType;
+use crate::cli_values::at_least_one;
 use crate::convert::{ConvertOptions, ConvertReport, convert};
 use crate::error::Result;
 use crate::hf::source;
@@ -29,18 +30,19 @@ pub struct ConvertArgs {
     /// Target dtype [default: the checkpoint's own].
     #[arg(long)]
     pub dtype: Option<DType>,
-    /// Tensor parallel size.
-    #[arg(long, default_value_t = 1)]
+    /// Tensor parallel size: it must divide the attention heads and the MLP size, and divide
+    /// or be a multiple of the kv heads (an invalid one is refused with the list of valid ones).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one, allow_negative_numbers = true)]
     pub tp_size: usize,
-    /// Pipeline parallel size.
-    #[arg(long, default_value_t = 1)]
+    /// Pipeline parallel size: 1 up to the number of layers.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one, allow_negative_numbers = true)]
     pub pp_size: usize,
     /// Replace an earlier conversion at --output, once the new one is complete (a directory
     /// holding anything else is never replaced).
     #[arg(long)]
     pub force: bool,
     /// Rank files written at once [default: number of cores].
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub jobs: Option<usize>,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]

@@ -15,7 +15,7 @@ use crate::hf::source;
 use crate::hf::weights::WeightStore;
 use crate::safetensors_file::read_header;
 use crate::tokenizer::TokenizerInfo;
-use crate::trtllm::config::{CONFIG_FILE, ConfigKind, DirConfig};
+use crate::trtllm::config::{ConfigKind, DirConfig, EXPECTED_DIRS};
 use crate::trtllm::conversion_manifest::{ConversionManifest, MANIFEST_FILE};
 
 #[derive(Debug, clap::Args)]
@@ -48,12 +48,17 @@ pub enum Inspection {
     Engine(EngineSummary),
 }
 
+/// A Hugging Face model directory, Nemotron or not: what it is, and whether
+/// `convert` would take it.
 #[derive(Debug, Serialize)]
 pub struct HfSummary {
     pub path: PathBuf,
     pub architecture: String,
-    pub config: NemotronConfig,
-    pub format: String,
+    pub model_type: Option<String>,
+    /// The Nemotron config; `None` when config.json does not describe one.
+    pub config: Option<NemotronConfig>,
+    /// The weight files' format; `None` when there are none `convert` reads.
+    pub format: Option<String>,
     pub dtype: Option<String>,
     pub parameters: u64,
     pub bytes: u64,
@@ -152,14 +157,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         problem: problem.into(),
     };
     if !path.is_dir() {
-        return Err(unrecognised(
-            "not a directory; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory",
-        ));
-    }
-    if !path.join(CONFIG_FILE).is_file() {
-        return Err(unrecognised(
-            "no config.json; expected a Hugging Face checkpoint, a TensorRT-LLM checkpoint or an engine directory",
-        ));
+        return Err(unrecognised(&format!("not a directory; {EXPECTED_DIRS}")));
     }
     let DirConfig {
         path: config_path,
@@ -179,33 +177,46 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     ))
 }
 
+/// Describes any Hugging Face model directory; what `convert` would refuse
+/// (another architecture, missing or mismatched weights) is its `problem`.
 fn inspect_hf(path: &Path, raw: &Value, config_path: &Path) -> Result<HfSummary> {
-    let config = NemotronConfig::from_json(raw, config_path)?;
-    let store = WeightStore::open(path)?;
-    let problem = check_weights(&config, &store, config_path)
-        .err()
-        .map(|e| e.to_string());
-    let parameters = store
-        .tensors
-        .values()
+    let config = NemotronConfig::from_json(raw, config_path);
+    let store = WeightStore::open(path);
+    let problem = match (&config, &store) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(_), Err(e)) => Some(e.to_string()),
+        (Ok(c), Ok(s)) => check_weights(c, s, config_path).err().map(|e| e.to_string()),
+    };
+    let store = store.ok();
+    let tensors = store.iter().flat_map(|s| s.tensors.values());
+    let parameters = tensors
+        .clone()
         .map(|t| t.shape.iter().product::<usize>() as u64)
         .sum();
-    let dtypes: std::collections::BTreeSet<String> =
-        store.tensors.values().map(|t| t.dtype.to_string()).collect();
+    let dtypes: std::collections::BTreeSet<String> = tensors.map(|t| t.dtype.to_string()).collect();
     Ok(HfSummary {
         path: path.to_path_buf(),
         architecture: raw
             .get("architectures")
             .and_then(|a| a.get(0))
             .and_then(Value::as_str)
-            .unwrap_or("NemotronForCausalLM")
+            .unwrap_or(if config.is_ok() {
+                "NemotronForCausalLM"
+            } else {
+                "?"
+            })
             .to_string(),
-        format: store.format.describe().into(),
-        dtype: Some(dtypes.into_iter().collect::<Vec<_>>().join("+")),
+        model_type: raw.get("model_type").and_then(Value::as_str).map(str::to_string),
+        format: store.as_ref().map(|s| s.format.describe().into()),
+        dtype: (!dtypes.is_empty()).then(|| dtypes.into_iter().collect::<Vec<_>>().join("+")),
         parameters,
-        bytes: store.total_bytes(),
-        files: store.files.iter().map(|f| file_name(&f.path)).collect(),
-        config,
+        bytes: store.as_ref().map_or(0, WeightStore::total_bytes),
+        files: store
+            .iter()
+            .flat_map(|s| &s.files)
+            .map(|f| file_name(&f.path))
+            .collect(),
+        config: config.ok(),
         problem,
         tokenizer: TokenizerInfo::beside(path),
     })
@@ -340,39 +351,43 @@ impl fmt::Display for Inspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Inspection::HfCheckpoint(s) => {
-                let c = &s.config;
+                let model_type = s.model_type.as_deref().unwrap_or("none given");
                 writeln!(
                     f,
-                    "{}: Hugging Face checkpoint ({})",
+                    "{}: Hugging Face checkpoint ({}, model_type {model_type})",
                     s.path.display(),
                     s.architecture
                 )?;
-                writeln!(
-                    f,
-                    "  weights     {} [{}], dtype {}",
-                    s.format,
-                    s.files.join(", "),
-                    s.dtype.as_deref().unwrap_or("?")
-                )?;
-                writeln!(
-                    f,
-                    "  dims        vocab {} hidden {} layers {} heads {} kv_heads {} head_dim {} ffn {}",
-                    c.vocab_size,
-                    c.hidden_size,
-                    c.num_hidden_layers,
-                    c.num_attention_heads,
-                    c.num_key_value_heads,
-                    c.head_dim,
-                    c.intermediate_size
-                )?;
-                writeln!(
-                    f,
-                    "  rope        theta {} rotary dims {} of {}; tied embeddings: {}",
-                    c.rope_theta,
-                    c.rotary_dim(),
-                    c.head_dim,
-                    c.tie_word_embeddings
-                )?;
+                match &s.format {
+                    Some(format) => writeln!(
+                        f,
+                        "  weights     {format} [{}], dtype {}",
+                        s.files.join(", "),
+                        s.dtype.as_deref().unwrap_or("?")
+                    )?,
+                    None => writeln!(f, "  weights     none that convert reads")?,
+                }
+                if let Some(c) = &s.config {
+                    writeln!(
+                        f,
+                        "  dims        vocab {} hidden {} layers {} heads {} kv_heads {} head_dim {} ffn {}",
+                        c.vocab_size,
+                        c.hidden_size,
+                        c.num_hidden_layers,
+                        c.num_attention_heads,
+                        c.num_key_value_heads,
+                        c.head_dim,
+                        c.intermediate_size
+                    )?;
+                    writeln!(
+                        f,
+                        "  rope        theta {} rotary dims {} of {}; tied embeddings: {}",
+                        c.rope_theta,
+                        c.rotary_dim(),
+                        c.head_dim,
+                        c.tie_word_embeddings
+                    )?;
+                }
                 writeln!(f, "  parameters  {}", human_count(s.parameters))?;
                 writeln!(f, "  size        {}", human_bytes(s.bytes))?;
                 write_tokenizer(f, &s.tokenizer)?;

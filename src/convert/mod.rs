@@ -20,7 +20,7 @@ use crate::hf::weights::{WeightFormat, WeightStore};
 use crate::json_file;
 use crate::progress::Progress;
 use crate::staging::{Ours, StagedDir};
-use crate::trtllm::config::{CONFIG_FILE, TrtllmConfig};
+use crate::trtllm::config::{CONFIG_FILE, TrtllmConfig, no_config};
 use crate::trtllm::conversion_manifest::{
     self as manifest, ConversionManifest, ConversionOptions, FileRecord, SourceRecord,
 };
@@ -110,12 +110,9 @@ pub struct CheckedSource {
 
 /// Reads and validates config and weights; nothing is written.
 pub fn open_source(source: &ModelSource) -> Result<CheckedSource> {
-    let config_path = source.dir.join("config.json");
+    let config_path = source.dir.join(CONFIG_FILE);
     if !config_path.is_file() {
-        return Err(Error::Weights {
-            dir: source.dir.clone(),
-            problem: "no config.json; expected a Hugging Face model directory".into(),
-        });
+        return Err(no_config(&source.dir));
     }
     let config = NemotronConfig::from_file(&config_path)?;
     let store = WeightStore::open(&source.dir)?;

@@ -18,6 +18,8 @@ pub enum BuildError {
         origin: String,
         key: String,
         problem: String,
+        /// The value came from a command-line flag (a usage error, exit status 2).
+        from_flag: bool,
     },
 
     /// PROFILE names no file and no profile under `engines/`.

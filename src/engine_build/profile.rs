@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::error::{BuildError, BuildResult};
 use super::flags;
 use crate::DType;
+use crate::cli_values::at_least_one;
 use crate::hf::config::NemotronConfig;
 use crate::trtllm::build_settings::BuildSettings;
 use crate::trtllm::gpu::parse_arch;
@@ -30,27 +31,35 @@ pub struct ProfileKeys {
     /// Hub id, model directory or TensorRT-LLM checkpoint [default: the profile's `model`].
     #[arg(long, value_name = "SRC")]
     pub model: Option<String>,
+    /// Engine dtype [default: the model's own].
     #[arg(long)]
     pub dtype: Option<DType>,
-    #[arg(long = "tp-size", value_name = "N")]
+    /// Tensor parallel size [profile key `tp`; default 1, or a checkpoint's own].
+    #[arg(long = "tp-size", value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub tp: Option<usize>,
-    #[arg(long = "pp-size", value_name = "N")]
+    /// Pipeline parallel size [profile key `pp`; default 1, or a checkpoint's own].
+    #[arg(long = "pp-size", value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub pp: Option<usize>,
     /// Ranks trtllm-build builds at once, one GPU each [default: tp*pp].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub workers: Option<usize>,
     /// GPU architecture the engine is meant for, e.g. sm80 (A100), sm90 (H100).
     #[arg(long, value_name = "SM")]
     pub target_arch: Option<String>,
-    #[arg(long, value_name = "N")]
+    /// Requests the engine runs at once (in-flight batching).
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_batch_size: Option<usize>,
-    #[arg(long, value_name = "N")]
+    /// Longest prompt, in tokens.
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_input_len: Option<usize>,
-    #[arg(long, value_name = "N")]
+    /// Longest sequence, prompt plus generated tokens (at most max_position_embeddings).
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_seq_len: Option<usize>,
-    #[arg(long, value_name = "N")]
+    /// Tokens the engine processes in one step, over all requests.
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_num_tokens: Option<usize>,
-    #[arg(long, value_name = "N")]
+    /// Beams for beam search (1: no beam search).
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_beam_width: Option<usize>,
     #[arg(skip)]
     pub gemm_plugin: Option<String>,
@@ -242,6 +251,7 @@ impl Merged {
             origin: self.origin(key),
             key: key.to_string(),
             problem: problem.into(),
+            from_flag: self.overridden.contains(key),
         }
     }
 }

@@ -45,40 +45,125 @@ pub const TEMPERATURE_MIN: f32 = 0.01;
 
 /// An invalid sampling option; the message names the command-line option.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{} {}: {}", self.option(), self.value(), self.reason())]
 pub enum SamplingError {
-    #[error("--temperature {0}: must be >= 0")]
     Temperature(f32),
-    #[error(
-        "--temperature {0}: below {TEMPERATURE_MIN}, TensorRT-LLM's 1/(T + 1e-6) scaling differs from \
-         1/T by more than 1e-4 (relative): use --temperature 0 for greedy decoding, or at least {TEMPERATURE_MIN}"
-    )]
     TemperatureTooLow(f32),
-    #[error("--top-k {0}: must be at most {TOP_K_MAX} (the largest top-k TensorRT-LLM samples with)")]
     TopK(usize),
-    #[error("--top-p {0}: expected a value in (0, 1]")]
     TopP(f32),
-    #[error("--repetition-penalty {0}: must be > 0")]
     RepetitionPenalty(f32),
+}
+
+impl SamplingError {
+    /// The command-line option of the value.
+    pub fn option(&self) -> &'static str {
+        match self {
+            SamplingError::Temperature(_) | SamplingError::TemperatureTooLow(_) => "--temperature",
+            SamplingError::TopK(_) => "--top-k",
+            SamplingError::TopP(_) => "--top-p",
+            SamplingError::RepetitionPenalty(_) => "--repetition-penalty",
+        }
+    }
+
+    fn value(&self) -> String {
+        match self {
+            SamplingError::Temperature(v)
+            | SamplingError::TemperatureTooLow(v)
+            | SamplingError::TopP(v)
+            | SamplingError::RepetitionPenalty(v) => v.to_string(),
+            SamplingError::TopK(k) => k.to_string(),
+        }
+    }
+
+    /// What the value must be, without naming the option (clap names it).
+    pub fn reason(&self) -> String {
+        match self {
+            SamplingError::Temperature(_) => "must be >= 0".into(),
+            SamplingError::TemperatureTooLow(_) => format!(
+                "below {TEMPERATURE_MIN}, TensorRT-LLM's 1/(T + 1e-6) scaling differs from 1/T by more than \
+                 1e-4 (relative): use --temperature 0 for greedy decoding, or at least {TEMPERATURE_MIN}"
+            ),
+            SamplingError::TopK(_) => {
+                format!("must be at most {TOP_K_MAX} (the largest top-k TensorRT-LLM samples with)")
+            }
+            SamplingError::TopP(_) => "expected a value in (0, 1]".into(),
+            SamplingError::RepetitionPenalty(_) => "must be > 0".into(),
+        }
+    }
+}
+
+// Each rule written so that NaN fails it.
+fn check_temperature(t: f32) -> Result<f32, SamplingError> {
+    if !(t.is_finite() && t >= 0.0) {
+        Err(SamplingError::Temperature(t))
+    } else if t > 0.0 && t < TEMPERATURE_MIN {
+        Err(SamplingError::TemperatureTooLow(t))
+    } else {
+        Ok(t)
+    }
+}
+
+fn check_top_k(k: usize) -> Result<usize, SamplingError> {
+    if k <= TOP_K_MAX {
+        Ok(k)
+    } else {
+        Err(SamplingError::TopK(k))
+    }
+}
+
+fn check_top_p(p: f32) -> Result<f32, SamplingError> {
+    if p > 0.0 && p <= 1.0 {
+        Ok(p)
+    } else {
+        Err(SamplingError::TopP(p))
+    }
+}
+
+fn check_repetition_penalty(r: f32) -> Result<f32, SamplingError> {
+    if r.is_finite() && r > 0.0 {
+        Ok(r)
+    } else {
+        Err(SamplingError::RepetitionPenalty(r))
+    }
+}
+
+/// Command-line value parsers (clap `value_parser`) with the rules of
+/// [`SamplingParams::validate`], so that a bad value is refused when the
+/// command line is read, as a usage error.
+pub mod arg {
+    use super::*;
+
+    fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
+        text.trim().parse().map_err(|_| format!("expected {what}"))
+    }
+
+    pub fn temperature(text: &str) -> Result<f32, String> {
+        check_temperature(number(text, "a number >= 0")?).map_err(|e| e.reason())
+    }
+
+    pub fn top_k(text: &str) -> Result<usize, String> {
+        check_top_k(number(
+            text,
+            &format!("a whole number from 0 (off) to {TOP_K_MAX}"),
+        )?)
+        .map_err(|e| e.reason())
+    }
+
+    pub fn top_p(text: &str) -> Result<f32, String> {
+        check_top_p(number(text, "a value in (0, 1]")?).map_err(|e| e.reason())
+    }
+
+    pub fn repetition_penalty(text: &str) -> Result<f32, String> {
+        check_repetition_penalty(number(text, "a number > 0")?).map_err(|e| e.reason())
+    }
 }
 
 impl SamplingParams {
     pub fn validate(&self) -> Result<(), SamplingError> {
-        // Written so that NaN fails every check.
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(SamplingError::Temperature(self.temperature));
-        }
-        if self.temperature > 0.0 && self.temperature < TEMPERATURE_MIN {
-            return Err(SamplingError::TemperatureTooLow(self.temperature));
-        }
-        if self.top_k > TOP_K_MAX {
-            return Err(SamplingError::TopK(self.top_k));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(SamplingError::TopP(self.top_p));
-        }
-        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return Err(SamplingError::RepetitionPenalty(self.repetition_penalty));
-        }
+        check_temperature(self.temperature)?;
+        check_top_k(self.top_k)?;
+        check_top_p(self.top_p)?;
+        check_repetition_penalty(self.repetition_penalty)?;
         Ok(())
     }
 
@@ -171,5 +256,20 @@ mod tests {
             }
             .is_greedy()
         );
+    }
+
+    #[test]
+    fn argument_parsers_apply_the_same_rules() {
+        assert_eq!(arg::temperature("0.7"), Ok(0.7));
+        assert_eq!(arg::temperature("-1"), Err("must be >= 0".into()));
+        assert!(arg::temperature("0.001").unwrap_err().starts_with("below 0.01"));
+        assert_eq!(arg::temperature("warm"), Err("expected a number >= 0".into()));
+        assert_eq!(arg::top_k("1024"), Ok(1024));
+        assert!(arg::top_k("1025").unwrap_err().contains("at most 1024"));
+        assert!(arg::top_k("-1").unwrap_err().contains("whole number from 0"));
+        assert_eq!(arg::top_p("1"), Ok(1.0));
+        assert!(arg::top_p("0").is_err() && arg::top_p("NaN").is_err());
+        assert_eq!(arg::repetition_penalty("1.1"), Ok(1.1));
+        assert!(arg::repetition_penalty("0").is_err() && arg::repetition_penalty("inf").is_err());
     }
 }

@@ -140,9 +140,9 @@ impl WeightStore {
         let file_index = self.files.len();
         let found: Vec<(String, TensorRef)> = if self.format_is_bin() {
             read_torch_bin(&map)
-                .map_err(|source| Error::TorchBin {
+                .map_err(|error| Error::TorchBin {
                     path: path.to_path_buf(),
-                    source: source.into(),
+                    error: error.into(),
                 })?
                 .into_iter()
                 .map(|t| {

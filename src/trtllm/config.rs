@@ -165,9 +165,30 @@ pub struct DirConfig {
     pub kind: ConfigKind,
 }
 
+/// What every kind of model directory this tool reads holds, for messages.
+pub const EXPECTED_DIRS: &str = "expected a Hugging Face model directory (config.json and the weights, e.g. a \
+     snapshot fetched by `hf download nvidia/Minitron-8B-Base`), a TensorRT-LLM checkpoint (made by \
+     `trtllm-minitron convert`) or an engine directory (made by `trtllm-minitron build`)";
+
+/// The error for a directory without config.json: what it holds instead.
+pub fn no_config(dir: &Path) -> Error {
+    let holds = match crate::staging::contents(dir) {
+        Ok(None) => "the directory is empty".to_string(),
+        Ok(Some(names)) => format!("it has {names}"),
+        Err(e) => e.to_string(),
+    };
+    Error::Unrecognised {
+        path: dir.to_path_buf(),
+        problem: format!("no config.json ({holds}); {EXPECTED_DIRS}"),
+    }
+}
+
 impl DirConfig {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
+        if !path.is_file() && dir.is_dir() {
+            return Err(no_config(dir));
+        }
         let json: Value = json_file::read(&path)?;
         Ok(DirConfig {
             kind: ConfigKind::of(&json),

@@ -17,12 +17,9 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
 /// (the message gives the line and column).
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The OS error's text is in the message, so it is not also the `source`.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: bad suite file: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -316,9 +313,9 @@ pub struct Suite {
 
 impl Suite {
     pub fn read(path: &Path) -> Result<Suite, SuiteError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| SuiteError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Suite::parse(&text, path)
     }

@@ -4,11 +4,21 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::inputs::{Prompt, parse_ids};
+use super::inputs::{self, Prompt};
 use super::{RunOptions, read_prompts};
+use crate::cli_values::at_least_one;
 use crate::error::Result;
 use crate::generation::SamplingParams;
+use crate::generation::sampling::arg as sampling;
 use crate::target::BackendChoice;
+
+/// One `--input-ids` prompt, read when the command line is.
+#[derive(Debug, Clone)]
+pub struct TokenIds(pub Vec<u32>);
+
+fn token_ids(text: &str) -> std::result::Result<TokenIds, String> {
+    inputs::token_ids(text).map(TokenIds)
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -31,28 +41,35 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub prompt_file: Option<PathBuf>,
     /// A prompt as token ids, e.g. 5,17,42 (repeatable; no tokenizer needed).
-    #[arg(long, value_name = "IDS")]
-    pub input_ids: Vec<String>,
+    #[arg(long, value_name = "IDS", value_parser = token_ids)]
+    pub input_ids: Vec<TokenIds>,
+    /// What runs the model: `reference` (the CPU runtime: Hugging Face models and checkpoints),
+    /// `trtllm` (TensorRT-LLM's Executor: engines; needs --features trtllm), or `auto`
+    /// (engines on TensorRT-LLM, everything else on the reference).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
     /// tokenizer.json or SentencePiece tokenizer.model (or their directory) [default: beside the model].
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
-    #[arg(long, default_value_t = 50)]
+    /// Most tokens to generate per prompt (at least 1); generation also ends at the end token,
+    /// a --stop string, or the model's context limit (a warning says so).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_new_tokens: usize,
-    /// Sampling temperature; 0 = greedy [default: greedy, or 1.0 with --top-k/--top-p].
-    #[arg(long, allow_negative_numbers = true)]
+    /// Sampling temperature, >= 0; 0 = greedy [default: greedy, or 1.0 with --top-k/--top-p].
+    #[arg(long, value_name = "T", value_parser = sampling::temperature, allow_negative_numbers = true)]
     pub temperature: Option<f32>,
-    /// Keep only the k most likely tokens (0 = off).
-    #[arg(long)]
+    /// Keep only the k most likely tokens, 0 (off) to 1024.
+    #[arg(long, value_name = "K", value_parser = sampling::top_k, allow_negative_numbers = true)]
     pub top_k: Option<usize>,
     /// Nucleus sampling mass, in (0, 1].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_name = "P", value_parser = sampling::top_p, allow_negative_numbers = true)]
     pub top_p: Option<f32>,
-    /// Random seed: the same seed gives the same output.
-    #[arg(long, default_value_t = 0)]
+    /// Random seed, 0 to 2^64-1: the same seed gives the same output.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    /// Penalise tokens already in the sequence, as transformers does: a positive logit is divided
+    /// by it, a negative one multiplied; 1 = off, must be > 0.
+    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = sampling::repetition_penalty, allow_negative_numbers = true)]
     pub repetition_penalty: f32,
     /// Stop when this text appears (repeatable); it is not printed.
     #[arg(long = "stop", value_name = "STR")]
@@ -61,9 +78,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub ignore_eos: bool,
     /// Add a BOS token [default: what tokenizer.json's post-processor does; Minitron's adds none].
-    #[arg(long, overrides_with = "no_add_bos")]
+    #[arg(long, conflicts_with = "no_add_bos")]
     pub add_bos: bool,
-    #[arg(long, overrides_with = "add_bos")]
+    /// Add no BOS token, whatever the tokenizer's post-processor does.
+    #[arg(long)]
     pub no_add_bos: bool,
     /// One JSON object per prompt per line on stdout.
     #[arg(long)]
@@ -88,7 +106,7 @@ impl RunArgs {
             prompts.extend(read_prompts(file)?);
         }
         for ids in &self.input_ids {
-            prompts.push(Prompt::Ids(parse_ids(ids, "--input-ids")?));
+            prompts.push(Prompt::Ids(ids.0.clone()));
         }
         Ok(RunOptions {
             model: self.model.clone(),
