@@ -94,14 +94,20 @@ pub enum Error {
     #[error(transparent)]
     Tokenizer(Source),
 
-    #[error("interrupted; no output was written")]
+    /// Ctrl-C while writing an output: its staging directory was removed.
+    #[error("interrupted; no partial output was left behind")]
     Interrupted,
+
+    /// Ctrl-C during generation: the message ("interrupted ...") says what is
+    /// on stdout and which files were not written.
+    #[error("{0}")]
+    GenerationInterrupted(String),
 }
 
 impl Error {
     /// Ended by Ctrl-C (exit status 130).
     pub fn is_interrupted(&self) -> bool {
-        matches!(self, Error::Interrupted)
+        matches!(self, Error::Interrupted | Error::GenerationInterrupted(_))
     }
 
     pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {

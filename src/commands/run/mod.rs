@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
 use crate::generation::text::TextStream;
-use crate::generation::{FinishReason, Flow, GenerationBackend, Request, SamplingParams};
+use crate::generation::{FinishReason, Flow, Generated, GenerationBackend, Request, SamplingParams};
 use crate::progress::Progress;
 use crate::target::{BackendChoice, open_backend};
 use crate::tokenizer::Tokenizer;
@@ -158,16 +158,58 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
             writeln!(out, "[{i}] {shown}").map_err(stdout_err)?;
         }
     }
+    let cut_short = results
+        .iter()
+        .filter(|g| g.finish_reason == Some(FinishReason::Cancelled))
+        .count();
+    if cut_short > 0 {
+        // Logits of unfinished prompts are not worth a file: none is written.
+        return Err(Error::GenerationInterrupted(what_was_written(
+            opts, &results, streaming,
+        )));
+    }
     if let Some(path) = &opts.output_logits {
         write_logits(path, &results, backend.vocab_size())?;
     }
-    if results
-        .iter()
-        .any(|g| g.finish_reason == Some(FinishReason::Cancelled))
-    {
-        return Err(Error::Interrupted);
-    }
     Ok(())
+}
+
+/// After Ctrl-C: what is on stdout, and that the logits file was not written.
+fn what_was_written(opts: &RunOptions, results: &[Generated], streaming: bool) -> String {
+    let plural = |k: usize| if k == 1 { "" } else { "s" };
+    let cut: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].finish_reason == Some(FinishReason::Cancelled))
+        .collect();
+    let n = results.len();
+    let mut text = if streaming {
+        let tokens = results.first().map_or(0, |g| g.output_ids.len());
+        format!(
+            "interrupted after {tokens} generated token{}: the text so far is on stdout",
+            plural(tokens)
+        )
+    } else {
+        let finished = format!(
+            "interrupted: {} of {n} prompt{} finished",
+            n - cut.len(),
+            plural(n)
+        );
+        if opts.json {
+            format!(
+                "{finished}; stdout has a JSON line for each prompt, with finish_reason \"cancelled\" for the {} cut short",
+                cut.len()
+            )
+        } else {
+            let which: Vec<String> = cut.iter().map(|i| format!("[{i}]")).collect();
+            format!(
+                "{finished}; stdout has each prompt's text, only the text so far for {}",
+                which.join(", ")
+            )
+        }
+    };
+    if let Some(path) = &opts.output_logits {
+        text.push_str(&format!("; --output-logits {} was not written", path.display()));
+    }
+    text
 }
 
 fn ids_text(ids: &[u32]) -> String {
