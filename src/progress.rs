@@ -12,6 +12,18 @@ pub trait Progress: Sync {
     fn begin(&self, _phase: &str, _total: u64) {}
     fn advance(&self, _done: u64) {}
     fn finish(&self) {}
+    /// One line for the person waiting (what is about to take long, a
+    /// warning): on stderr even when it is not a terminal.
+    fn say(&self, _line: &str) {}
+}
+
+/// A size as people read one: 16.5 GB, 2.3 MB, 900 bytes (decimal units).
+pub fn human_size(bytes: u64) -> String {
+    let units = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")];
+    match units.iter().find(|(size, _)| bytes as f64 >= *size) {
+        Some((size, unit)) => format!("{:.1} {unit}", bytes as f64 / size),
+        None => format!("{bytes} bytes"),
+    }
 }
 
 /// Shows nothing.
@@ -61,5 +73,21 @@ impl Progress for TerminalBar {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+    fn say(&self, line: &str) {
+        match &self.0 {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(super::human_size(16_543_000_000), "16.5 GB");
+        assert_eq!(super::human_size(2_300_000), "2.3 MB");
+        assert_eq!(super::human_size(900), "900 bytes");
     }
 }

@@ -11,7 +11,7 @@ use crate::convert::{cache, open_source};
 use crate::error::{Error, Result};
 use crate::generation::GenerationBackend;
 use crate::hf::source::{self, ModelSource};
-use crate::progress::Progress;
+use crate::progress::{Progress, human_size};
 use crate::runtime::model::Model;
 use crate::tokenizer::{TOKENIZER_FILE, Tokenizer};
 use crate::trtllm::config::{ConfigKind, DirConfig};
@@ -52,11 +52,25 @@ pub fn resolve(spec: &str, progress: &dyn Progress, stop: &AtomicBool) -> Result
 }
 
 /// The cached conversion of a Hugging Face model in its own dtype (tp=1, pp=1),
-/// made or refreshed as needed.
+/// made or refreshed as needed. Converting takes a while (tens of seconds,
+/// 16.5 GB for the 8B), so it is said once beforehand: what, where and why.
 fn converted_checkpoint(src: &ModelSource, progress: &dyn Progress, stop: &AtomicBool) -> Result<PathBuf> {
     let checked = open_source(src)?;
     let options = ConversionOptions::new(checked.dtype, Parallelism { tp: 1, pp: 1 });
     let entry = cache::lookup(src, options)?;
+    if let Some(why) = &entry.stale {
+        let name = src
+            .hub_id
+            .clone()
+            .unwrap_or_else(|| src.dir.display().to_string());
+        progress.say(&format!(
+            "converting {name} ({}, tp=1, about {}) into the conversion cache at {} ({why}); \
+             later runs reuse it while the source is unchanged",
+            options.dtype,
+            human_size(checked.store.total_bytes()),
+            entry.dir.display()
+        ));
+    }
     cache::ensure(&checked, &entry, progress, stop)?;
     Ok(entry.dir)
 }

@@ -287,9 +287,22 @@ fn conversion_cache_is_reused_while_fresh() {
         "2",
         "--json",
     ];
-    assert!(cli_in(cache.path(), &args).status.success());
+    // Converting says once, even with stderr not a terminal, what, where and why.
+    let out = cli_in(cache.path(), &args);
+    assert!(out.status.success());
     let dirs = listing(&cache.path().join("checkpoints"));
     assert_eq!(dirs.len(), 1);
+    let entry = cache.path().join("checkpoints").join(&dirs[0]);
+    let said = stderr(&out);
+    assert_eq!(said.matches("converting ").count(), 1, "{said}");
+    for words in [
+        format!("converting {}", src.display()),
+        "(float32, tp=1, about ".into(),
+        format!("into the conversion cache at {}", entry.display()),
+        "no conversion with these options yet".into(),
+    ] {
+        assert!(said.contains(&words), "{words:?} in {said}");
+    }
     let rank0 = cache
         .path()
         .join("checkpoints")
@@ -297,7 +310,9 @@ fn conversion_cache_is_reused_while_fresh() {
         .join("rank0.safetensors");
     let first = std::fs::metadata(&rank0).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    assert!(cli_in(cache.path(), &args).status.success());
+    let out = cli_in(cache.path(), &args);
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("converting"), "{}", stderr(&out));
     assert_eq!(
         std::fs::metadata(&rank0).unwrap().modified().unwrap(),
         first,
@@ -310,12 +325,73 @@ fn conversion_cache_is_reused_while_fresh() {
         .unwrap();
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
         .unwrap();
-    assert!(cli_in(cache.path(), &args).status.success());
+    let out = cli_in(cache.path(), &args);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("the cached conversion is stale: source file model.safetensors changed"),
+        "{}",
+        stderr(&out)
+    );
     assert_ne!(
         std::fs::metadata(&rank0).unwrap().modified().unwrap(),
         first,
         "kept a stale cache"
     );
+}
+
+/// More new tokens than the model's context holds: a warning on stderr and in
+/// the JSON, and generation stops at the context.
+#[test]
+fn max_new_tokens_past_the_context_warns() {
+    let cache = tempfile::tempdir().unwrap();
+    let m = model("gqa-headdim-bf16");
+    let out = cli_in(
+        cache.path(),
+        &[
+            "run",
+            "--model",
+            m.to_str().unwrap(),
+            "--input-ids",
+            "5,6,7",
+            "--input-ids",
+            "5",
+            "--max-new-tokens",
+            "100000",
+            "--ignore-eos",
+            "--json",
+        ],
+    );
+    let lines = json_lines(&out);
+    let warning = "--max-new-tokens 100000: prompt 0 has 3 tokens and the model's context holds 128 \
+                   (max_position_embeddings), so at most 125 new tokens can follow";
+    assert!(
+        stderr(&out).contains(&format!("warning: {warning}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lines[0]["output_ids"].as_array().unwrap().len(), 125);
+    assert_eq!(lines[0]["finish_reason"], "length");
+    assert_eq!(lines[0]["max_new_tokens"], 125);
+    assert!(lines[0]["warnings"][0].as_str().unwrap().starts_with(warning));
+    assert_eq!(lines[1]["max_new_tokens"], 127);
+    // Within the context: no warning.
+    let out = cli_in(
+        cache.path(),
+        &[
+            "run",
+            "--model",
+            m.to_str().unwrap(),
+            "--input-ids",
+            "5",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ],
+    );
+    let lines = json_lines(&out);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert_eq!(lines[0]["max_new_tokens"], 4);
+    assert!(lines[0].get("warnings").is_none(), "{}", lines[0]);
 }
 
 fn run_fails(args: &[&str], needles: &[&str]) {

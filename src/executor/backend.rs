@@ -13,7 +13,9 @@ use super::api::ExecutorApi;
 use super::mapping::{decode_logits, request_spec};
 use super::router::{Event, Router};
 use crate::error::{Error, Result};
-use crate::generation::{FinishReason, Flow, Generated, GenerationBackend, Request, TokenEvent};
+use crate::generation::{
+    ContextLimit, FinishReason, Flow, Generated, GenerationBackend, Request, TokenEvent,
+};
 
 /// How long `generate` sleeps between looks at the Ctrl-C flag.
 const WAKE: Duration = Duration::from_millis(50);
@@ -27,6 +29,8 @@ pub struct ExecutorBackend<E: ExecutorApi> {
     /// The engine was built to return context logits (`gather_context_logits`);
     /// the executor refuses requests for them otherwise.
     pub context_logits_gathered: bool,
+    /// The engine's `max_seq_len`, when known.
+    pub context_limit: Option<ContextLimit>,
 }
 
 fn executor_error(what: String) -> Error {
@@ -42,6 +46,7 @@ impl<E: ExecutorApi> ExecutorBackend<E> {
             eos_id,
             response_timeout: Duration::from_secs(600),
             context_logits_gathered: true,
+            context_limit: None,
         }
     }
 
@@ -98,6 +103,10 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
 
     fn eos_id(&self) -> Option<u32> {
         self.eos_id
+    }
+
+    fn context_limit(&self) -> Option<ContextLimit> {
+        self.context_limit
     }
 
     fn generate(

@@ -8,6 +8,7 @@ use super::backend::ExecutorBackend;
 use super::ffi::{self, TrtllmExecutor};
 use super::preflight::{check_engine, check_library};
 use crate::error::{Error, Result};
+use crate::generation::ContextLimit;
 use crate::trtllm::gpu;
 
 /// The `awaitResponses` timeout: how long shutdown may wait for the router.
@@ -35,5 +36,9 @@ pub fn open_engine(dir: &Path) -> Result<ExecutorBackend<TrtllmExecutor>> {
     // The end id comes from the tokenizer (run passes it per request).
     let mut backend = ExecutorBackend::new(api, info.vocab_size, None, POLL);
     backend.context_logits_gathered = info.gathers_context_logits;
+    backend.context_limit = info.max_seq_len.map(|tokens| ContextLimit {
+        tokens,
+        source: "the engine's max_seq_len",
+    });
     Ok(backend)
 }

@@ -25,6 +25,8 @@ pub struct EngineInfo {
     /// Built with `--gather_context_logits` (`build_config.gather_context_logits`):
     /// without it the executor refuses requests for context logits.
     pub gathers_context_logits: bool,
+    /// `build_config.max_seq_len`: prompt and generated tokens together.
+    pub max_seq_len: Option<usize>,
 }
 
 /// Reads the engine's config.json.
@@ -68,6 +70,10 @@ pub fn engine_info(dir: &Path) -> Result<EngineInfo> {
             .pointer("/build_config/gather_context_logits")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        max_seq_len: v
+            .pointer("/build_config/max_seq_len")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize),
     })
 }
 

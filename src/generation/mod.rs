@@ -37,6 +37,14 @@ pub enum Flow {
     Stop,
 }
 
+/// How many tokens, prompt and generated together, a sequence may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextLimit {
+    pub tokens: usize,
+    /// Where the limit comes from, for messages ("max_position_embeddings").
+    pub source: &'static str,
+}
+
 /// What every generation backend offers, so `run` and `check` drive them
 /// through one output path.
 pub trait GenerationBackend {
@@ -46,6 +54,10 @@ pub trait GenerationBackend {
     fn vocab_size(&self) -> usize;
     /// The model config's end-of-sequence id, if known.
     fn eos_id(&self) -> Option<u32>;
+    /// Where every sequence stops, whatever its `max_new_tokens`, if known.
+    fn context_limit(&self) -> Option<ContextLimit> {
+        None
+    }
     /// Runs every request to completion; `on_token` sees each new token as soon
     /// as it exists. Setting `cancel` finishes every unfinished request with
     /// [`FinishReason::Cancelled`].

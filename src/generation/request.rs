@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::SamplingParams;
+use super::{ContextLimit, SamplingParams};
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -15,6 +15,18 @@ pub struct Request {
     pub want_generation_logits: bool,
     /// Report the log-probability of each generated token ([`Generated::logprobs`]).
     pub want_logprobs: bool,
+}
+
+impl Request {
+    /// The new tokens `limit` leaves room for after this prompt, when fewer
+    /// than `max_new_tokens`: generation stops there on both backends (the
+    /// reference at its last position; TensorRT-LLM lowers the request's
+    /// maxNewTokens to maxSequenceLen - promptLen, with a log warning, when
+    /// it validates a request in the executor).
+    pub fn room_left(&self, limit: ContextLimit) -> Option<usize> {
+        let room = limit.tokens.saturating_sub(self.input_ids.len());
+        (room < self.max_new_tokens).then_some(room)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

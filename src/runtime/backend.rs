@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::error::Result;
-use crate::generation::{Flow, Generated, GenerationBackend, Request, TokenEvent};
+use crate::generation::{ContextLimit, Flow, Generated, GenerationBackend, Request, TokenEvent};
 use crate::runtime::generate::generate;
 use crate::runtime::model::Model;
 
@@ -18,6 +18,13 @@ impl GenerationBackend for Model {
 
     fn eos_id(&self) -> Option<u32> {
         self.config.eos_token_id
+    }
+
+    fn context_limit(&self) -> Option<ContextLimit> {
+        Some(ContextLimit {
+            tokens: self.config.max_position_embeddings,
+            source: "max_position_embeddings",
+        })
     }
 
     fn generate(

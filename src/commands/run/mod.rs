@@ -90,6 +90,11 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
         });
     }
 
+    let limits = context_limits(&requests, backend);
+    for warning in limits.iter().filter_map(|l| l.warning.as_deref()) {
+        progress.say(&format!("warning: {warning}"));
+    }
+
     let streaming = requests.len() == 1 && !opts.json;
     let mut streams: Vec<TextStream> = requests
         .iter()
@@ -138,6 +143,8 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
                 output_ids: &g.output_ids,
                 text: stream.has_text().then_some(stream.text.as_str()),
                 finish_reason: finish,
+                max_new_tokens: limits[i].max_new_tokens,
+                warnings: limits[i].warning.iter().map(String::as_str).collect(),
                 logprobs: &g.logprobs,
                 timings: timings(g, requests[i].input_ids.len()),
             };
@@ -172,6 +179,38 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
         write_logits(path, &results, backend.vocab_size())?;
     }
     Ok(())
+}
+
+/// How many new tokens a request can get, and the warning when the model's
+/// context allows fewer than asked.
+struct LengthLimit {
+    max_new_tokens: usize,
+    warning: Option<String>,
+}
+
+fn context_limits(requests: &[Request], backend: &dyn GenerationBackend) -> Vec<LengthLimit> {
+    let limit = backend.context_limit();
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match limit.and_then(|l| Some((l, r.room_left(l)?))) {
+            Some((l, room)) => LengthLimit {
+                max_new_tokens: room,
+                warning: Some(format!(
+                    "--max-new-tokens {}: prompt {i} has {} tokens and the model's context holds {} ({}), \
+                     so at most {room} new tokens can follow; generation stops there",
+                    r.max_new_tokens,
+                    r.input_ids.len(),
+                    l.tokens,
+                    l.source
+                )),
+            },
+            None => LengthLimit {
+                max_new_tokens: r.max_new_tokens,
+                warning: None,
+            },
+        })
+        .collect()
 }
 
 /// After Ctrl-C: what is on stdout, and that the logits file was not written.

@@ -29,6 +29,12 @@ pub struct JsonResult<'a> {
     pub output_ids: &'a [u32],
     pub text: Option<&'a str>,
     pub finish_reason: FinishReason,
+    /// The most new tokens it could get: `--max-new-tokens`, or fewer when the
+    /// model's context holds fewer after the prompt.
+    pub max_new_tokens: usize,
+    /// Said on stderr too (e.g. the context allowing fewer new tokens than asked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<&'a str>,
     /// The log-probability of each generated token but a final end token (see
     /// [`Generated::logprobs`]).
     pub logprobs: &'a [f32],
