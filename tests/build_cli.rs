@@ -241,7 +241,23 @@ fn builds_an_engine_shaped_directory_with_a_manifest() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(command[0].ends_with("/trtllm-build"), "{command:?}");
-    assert_eq!(&command[1..], args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The command as it ran, but with the directory the output was moved to
+    // (it ran into a staging directory beside it).
+    let ran: Vec<&str> = args.iter().map(String::as_str).collect();
+    let at = ran.iter().position(|a| *a == "--output_dir").unwrap() + 1;
+    assert!(ran[at].contains(".partial-"), "{ran:?}");
+    assert_eq!(command[at + 1], "engines/tiny");
+    assert_eq!(&command[1..at + 1], &ran[..at]);
+    assert_eq!(&command[at + 2..], &ran[at + 1..]);
+    // Neither the manifest nor what build printed names the staging directory.
+    assert!(
+        !std::fs::read_to_string(dir.join("trtllm-minitron-build.json"))
+            .unwrap()
+            .contains(".partial-")
+    );
+    let said = stderr(&out);
+    assert!(!said.contains(".partial-"), "{said}");
+    assert!(said.contains("log: engines/tiny/build.log"), "{said}");
     assert!(m["durations"]["build_seconds"].as_f64().unwrap() > 0.0);
     assert!(m["durations"]["convert_seconds"].as_f64().is_some());
 

@@ -16,12 +16,64 @@ use trtllm_minitron::{DType, Error};
 
 #[test]
 fn help_of_each_subcommand_shows_an_example() {
-    for sub in ["convert", "inspect"] {
+    for sub in ["convert", "inspect", "run", "build", "check"] {
         let run = cli(&[sub, "--help"]);
         assert!(run.status.success());
         let text = String::from_utf8_lossy(&run.stdout);
         assert!(text.contains(&format!("trtllm-minitron {sub} ")), "{sub}: {text}");
     }
+}
+
+/// Every option of every command says what it does, and `--model` is spelled
+/// one way everywhere.
+#[test]
+fn every_option_is_described_and_model_reads_the_same_everywhere() {
+    use clap::Args;
+    use trtllm_minitron::commands::{build, check, convert, inspect, run};
+    let commands = [
+        convert::ConvertArgs::augment_args(clap::Command::new("convert")),
+        inspect::InspectArgs::augment_args(clap::Command::new("inspect")),
+        run::RunArgs::augment_args(clap::Command::new("run")),
+        build::BuildArgs::augment_args(clap::Command::new("build")),
+        check::CheckArgs::augment_args(clap::Command::new("check")),
+    ];
+    for command in commands {
+        for arg in command.get_arguments() {
+            let name = format!("{} {}", command.get_name(), arg.get_id());
+            assert!(arg.get_help().is_some(), "{name} has no description");
+            if arg.get_id() == "model" {
+                let names: Vec<String> = arg
+                    .get_value_names()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                assert_eq!(names, ["MODEL"], "{name}");
+            }
+        }
+    }
+    // What --backend auto picks is in run's help.
+    let help = String::from_utf8_lossy(&cli(&["run", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("(engines on TensorRT-LLM, everything else on the reference)"),
+        "{help}"
+    );
+}
+
+/// `build`'s default output directory is not something to commit.
+#[test]
+fn the_default_engine_directory_is_git_ignored() {
+    let first = trtllm_minitron::engine_build::default_output("any")
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap();
+    let ignore =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".gitignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l.trim_matches('/') == first),
+        "{first}/ is not in .gitignore:\n{ignore}"
+    );
 }
 
 /// Lays out a Hugging Face cache the way huggingface_hub does: blobs, a

@@ -22,7 +22,7 @@ use crate::trtllm::mapping::Parallelism;
 cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub); nothing is downloaded.")]
 pub struct ConvertArgs {
     /// Hugging Face model directory, or hub id (org/name[@revision]) in the local cache.
-    #[arg(long, value_name = "SRC")]
+    #[arg(long, value_name = "MODEL")]
     pub model: String,
     /// Output directory (created atomically): new, empty, or an earlier conversion (with --force).
     #[arg(long, value_name = "DIR")]

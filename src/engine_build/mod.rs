@@ -102,15 +102,16 @@ pub fn build(
     };
     if loaded.is_none() && req.overrides.model.is_none() {
         return Err(BuildError::ProfileNotFound(
-            "give a PROFILE (a file, or a name under ./engines) or --model SRC".into(),
+            "give a PROFILE (a file, or a name under ./engines) or --model MODEL".into(),
         ));
     }
     let merged = Merged::new(loaded.as_ref(), &req.overrides);
-    let spec = merged
-        .values
-        .model
-        .clone()
-        .ok_or_else(|| merged.err("model", "is missing: give it in the profile or with --model SRC"))?;
+    let spec = merged.values.model.clone().ok_or_else(|| {
+        merged.err(
+            "model",
+            "is missing: give it in the profile or with --model MODEL",
+        )
+    })?;
     let base = match (&loaded, merged.overridden.contains("model")) {
         (Some(l), false) => Some(l.base_dir()),
         _ => None,
@@ -255,16 +256,20 @@ pub fn build(
     let record = fingerprint::fingerprint(&plan.dir, settings.world_size())?;
     let checkpoint_config: Value = json_file::read(&plan.dir.join(CONFIG_FILE))?;
 
-    // 7. Build into a staging directory.
+    // 7. Build into a staging directory. What is said and recorded names the
+    // output as it will be once moved into place.
     let stage = StagedDir::begin(&output, OUTPUT, replace)?;
     let args = flags::builder_args(&settings, &plan.dir, stage.path());
-    let command: Vec<String> = std::iter::once(program.clone()).chain(args.clone()).collect();
+    let command: Vec<String> = std::iter::once(program.clone())
+        .chain(display_args.iter().cloned())
+        .collect();
     let log = stage.path().join(BUILD_LOG_FILE);
     let failed_log = failed_log_path(&output);
     observer.step(&format!(
-        "running {} (log: {})",
-        flags::shell_line(&program, &args),
-        log.display()
+        "running {} (into a staging directory, moved into place once validated; log: {}, or {} if it fails)",
+        flags::shell_line(&program, &display_args),
+        output.join(BUILD_LOG_FILE).display(),
+        failed_log.display()
     ));
     let build_seconds = match runner::run(
         &toolchain.trtllm_build,

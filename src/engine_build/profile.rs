@@ -29,7 +29,7 @@ pub struct ProfileKeys {
     #[arg(skip)]
     pub description: Option<String>,
     /// Hub id, model directory or TensorRT-LLM checkpoint [default: the profile's `model`].
-    #[arg(long, value_name = "SRC")]
+    #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// Engine dtype [default: the model's own].
     #[arg(long)]
@@ -206,7 +206,7 @@ pub fn find_profile(arg: &str) -> BuildResult<PathBuf> {
         .collect();
     known.sort();
     let hint = if known.is_empty() {
-        "pass the path of a profile file (TOML; see engines/README.md), or --model SRC without a profile"
+        "pass the path of a profile file (TOML; see engines/README.md), or --model MODEL without a profile"
             .to_string()
     } else {
         format!("profiles in ./engines: {}", known.join(", "))
@@ -289,7 +289,7 @@ pub fn resolve(m: &Merged, model: &ModelFacts) -> BuildResult<BuildSettings> {
     let model_spec = v
         .model
         .clone()
-        .ok_or_else(|| m.err("model", "is missing: give PROFILE or --model SRC"))?;
+        .ok_or_else(|| m.err("model", "is missing: give PROFILE or --model MODEL"))?;
     if model_spec.trim().is_empty() {
         return Err(m.err("model", "is empty; expected a hub id (org/name) or a path"));
     }

@@ -68,8 +68,9 @@ pub struct BuildManifest {
     pub toolchain: Toolchain,
     /// The GPU the engine was built on (GPU 0): the engine runs only on this SM.
     pub gpu: Gpu,
-    /// The exact command that ran, program first (its --output_dir is the
-    /// staging directory that was then renamed into place).
+    /// The exact command that ran, program first, with --output_dir naming
+    /// the engine directory (it ran into a staging directory beside it, which
+    /// was renamed to that once validated).
     pub command: Vec<String>,
     pub durations: Durations,
     /// The engine files as written, to notice one deleted or replaced later.

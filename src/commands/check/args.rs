@@ -25,14 +25,17 @@ Suite format and tolerances: tests/suites/README.md.
 Exit status: 0 all passed, 1 a regression, 2 a usage or infrastructure error.")]
 pub struct CheckArgs {
     /// Hugging Face model (directory or cached hub id) or TensorRT-LLM checkpoint to check.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// TensorRT-LLM engine directory to check (needs --features trtllm and a GPU).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "DIR")]
     pub engine: Option<String>,
     /// The golden suite (TOML).
     #[arg(long, value_name = "FILE")]
     pub suite: PathBuf,
+    /// What runs the cases: `reference` (the CPU runtime), `trtllm` (TensorRT-LLM's Executor:
+    /// engines; needs --features trtllm), or `auto` (engines on TensorRT-LLM, everything else on
+    /// the reference).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
     /// Compare with the CPU reference runtime over the same checkpoint instead of recorded expectations.

@@ -32,7 +32,7 @@ fn token_ids(text: &str) -> std::result::Result<TokenIds, String> {
 Decoding is greedy unless --temperature, --top-k or --top-p is given.")]
 pub struct RunArgs {
     /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "MODEL")]
     pub model: String,
     /// Prompts; `-` reads one prompt per line from standard input.
     #[arg(value_name = "PROMPT")]
