@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use trtllm_minitron::Error;
 use trtllm_minitron::commands::build::BuildArgs;
+use trtllm_minitron::commands::cache::CacheArgs;
 use trtllm_minitron::commands::check::CheckArgs;
 use trtllm_minitron::commands::convert::ConvertArgs;
 use trtllm_minitron::commands::inspect::InspectArgs;
 use trtllm_minitron::commands::run::RunArgs;
-use trtllm_minitron::commands::{build, check, convert, inspect, run};
+use trtllm_minitron::commands::{build, cache, check, convert, inspect, run};
 use trtllm_minitron::engine_build::BuildError;
 use trtllm_minitron::progress::TerminalBar;
 
@@ -58,6 +59,8 @@ enum Command {
     Build(BuildArgs),
     /// Regression checks for CI: run a golden suite and compare with its expectations or the reference.
     Check(CheckArgs),
+    /// The conversion cache run, check and build convert into: list, rm, prune.
+    Cache(CacheArgs),
 }
 
 /// How a command ended, short of an error.
@@ -142,6 +145,7 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
             print(&report, args.json)?;
         }
         Command::Check(args) => return check_suite(&args),
+        Command::Cache(args) => print(&cache::run(&args)?, args.json)?,
     }
     Ok(Outcome::Success)
 }

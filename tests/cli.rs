@@ -16,7 +16,7 @@ use trtllm_minitron::{DType, Error};
 
 #[test]
 fn help_of_each_subcommand_shows_an_example() {
-    for sub in ["convert", "inspect", "run", "build", "check"] {
+    for sub in ["convert", "inspect", "run", "build", "check", "cache"] {
         let run = cli(&[sub, "--help"]);
         assert!(run.status.success());
         let text = String::from_utf8_lossy(&run.stdout);
@@ -29,14 +29,17 @@ fn help_of_each_subcommand_shows_an_example() {
 #[test]
 fn every_option_is_described_and_model_reads_the_same_everywhere() {
     use clap::Args;
-    use trtllm_minitron::commands::{build, check, convert, inspect, run};
-    let commands = [
+    use trtllm_minitron::commands::{build, cache, check, convert, inspect, run};
+    let cache = cache::CacheArgs::augment_args(clap::Command::new("cache"));
+    let mut commands = vec![
         convert::ConvertArgs::augment_args(clap::Command::new("convert")),
         inspect::InspectArgs::augment_args(clap::Command::new("inspect")),
         run::RunArgs::augment_args(clap::Command::new("run")),
         build::BuildArgs::augment_args(clap::Command::new("build")),
         check::CheckArgs::augment_args(clap::Command::new("check")),
     ];
+    commands.extend(cache.get_subcommands().cloned());
+    commands.push(cache);
     for command in commands {
         for arg in command.get_arguments() {
             let name = format!("{} {}", command.get_name(), arg.get_id());

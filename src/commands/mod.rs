@@ -3,6 +3,7 @@
 //! prints their reports and picks the exit status.
 
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod convert;
 pub mod inspect;
