@@ -185,6 +185,7 @@ mod tests {
             version: None,
             gathers_generation_logits: generation,
             gathers_context_logits: context,
+            max_seq_len: Some(64),
         }
     }
 
