@@ -6,9 +6,9 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -119,22 +119,7 @@ fn ctrl_c_while_streaming_exits_130_and_says_the_text_so_far_is_on_stdout() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 4];
-    stdout.read_exact(&mut first).unwrap();
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "run did not stop after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = interrupt(&mut child, 4, Duration::from_secs(60));
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert_eq!(status.code(), Some(130), "{err}");

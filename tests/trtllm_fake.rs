@@ -15,9 +15,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -418,23 +417,8 @@ fn ctrl_c_cancels_the_request_and_shuts_the_executor_down() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Tokens stream as they come: wait for the first ones.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 8];
-    stdout.read_exact(&mut first).unwrap();
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "run did not stop after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Tokens stream as they come: interrupt once the first ones are out.
+    let status = common::interrupt(&mut child, 8, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130));
     let cancels = engine.events("cancel");
     assert_eq!(cancels.len(), 1, "{:?}", engine.record());

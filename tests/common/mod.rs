@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub mod stand_ins;
 
@@ -84,6 +85,32 @@ impl Cli {
         input.write_all(text.as_bytes()).unwrap();
         drop(input);
         child.wait_with_output().unwrap()
+    }
+}
+
+/// Ctrl-C, as a terminal sends it (SIGINT), to a child with piped stdout once
+/// it has printed `after` bytes; then waits for it to exit, failing the test
+/// if it has not within `within`.
+pub fn interrupt(child: &mut Child, after: usize, within: Duration) -> ExitStatus {
+    let mut first = vec![0u8; after];
+    child
+        .stdout
+        .as_mut()
+        .expect("a piped stdout")
+        .read_exact(&mut first)
+        .expect("output before the interrupt");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "it did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
