@@ -1,10 +1,15 @@
 //! CPU kernels of the reference runtime: weights stay in their stored dtype and
-//! are widened to f32 one row at a time; activations and accumulation are f32.
-//! Matrix products run on all cores; the inner dot products are compiled twice,
-//! plainly and for AVX2+FMA, and picked at run time.
+//! are widened to f32 in registers; activations and accumulation are f32.
+//! Matrix products run on the runtime's thread pool (`pool`): one token through
+//! the memory-bound row kernels (`gemv`), several through the blocked,
+//! register-tiled kernels (`gemm`). Each kernel exists for AVX-512, for
+//! AVX2+FMA+F16C and plainly; the best the CPU has is picked once, at run time.
 
-use rayon::prelude::*;
+use std::sync::OnceLock;
 
+use super::gemm::{self, Out};
+use super::gemv;
+use super::pool::{self, Pool};
 use crate::DType;
 
 /// A row-major `[rows, cols]` weight matrix in its stored dtype.
@@ -21,350 +26,118 @@ pub fn decode_row(src: &[u8], dtype: DType, out: &mut [f32]) {
     crate::dtype::cast::decode_to_f32(src, dtype, out);
 }
 
-/// Output rows of W handled per task: enough work to amortise scheduling.
-const ROWS_PER_TASK: usize = 16;
-/// Weight rows widened together in the many-token path (one x load feeds all of them).
-const ROW_BLOCK: usize = 4;
-
-thread_local! {
-    /// Per-thread buffer for widened weight rows, reused across calls: allocating
-    /// it per task would fault in fresh pages for every block of rows.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The vector instruction set the kernels use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F (plus AVX2, FMA, F16C).
+    Avx512,
+    /// AVX2, FMA and F16C.
+    Avx2,
+    /// Whatever the compiler makes of plain Rust.
+    Generic,
 }
+
+impl Isa {
+    /// The best the CPU has, at most `TRTLLM_MINITRON_ISA` (avx512, avx2 or
+    /// generic: to test or compare the slower paths on a newer CPU).
+    pub fn get() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let cap = match std::env::var("TRTLLM_MINITRON_ISA").as_deref() {
+                Ok("generic") => Isa::Generic,
+                Ok("avx2") => Isa::Avx2,
+                _ => Isa::Avx512,
+            };
+            Isa::supported().into_iter().find(|&i| i.rank() <= cap.rank()).unwrap_or(Isa::Generic)
+        })
+    }
+
+    /// Every ISA this CPU can run, best first.
+    pub fn supported() -> Vec<Isa> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+            if avx2 && has!("avx512f") {
+                all.push(Isa::Avx512);
+            }
+            if avx2 {
+                all.push(Isa::Avx2);
+            }
+        }
+        all.push(Isa::Generic);
+        all
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Isa::Generic => 0,
+            Isa::Avx2 => 1,
+            Isa::Avx512 => 2,
+        }
+    }
+}
+
+/// Below this many multiply-adds a product runs on the calling thread alone:
+/// starting the other threads would cost more than they save.
+const SERIAL_MACS: usize = 1 << 15;
 
 /// `y[t, o] = sum_i x[t, i] * w[o, i]` for `n` input rows; `y` is `[n, w.rows]`.
 pub fn matmul(x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
+    matmul_on(pool::global(), Isa::get(), x, n, w, y);
+}
+
+/// `matmul` on a given pool and instruction set.
+pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
     let (k, m) = (w.cols, w.rows);
-    debug_assert_eq!(x.len(), n * k);
-    debug_assert_eq!(y.len(), n * m);
-    let row_bytes = k * w.dtype.size();
-    let row = |o: usize| &w.data[o * row_bytes..(o + 1) * row_bytes];
-    if n == 1 {
-        // Decode: memory-bound, so widen and multiply in one pass over each row.
-        y.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, out)| {
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = dot_stored(row(task * ROWS_PER_TASK + j), w.dtype, x);
-                }
-            });
+    assert!(x.len() == n * k && y.len() == n * m && w.data.len() == m * k * w.dtype.size());
+    if n == 0 || m == 0 {
         return;
     }
-    // Many tokens: widen a block of rows once, reuse it for every token. Work in
-    // W's row order (transposed output) so each task owns a contiguous slice.
-    let mut yt = vec![0f32; n * m];
-    yt.par_chunks_mut(ROWS_PER_TASK * n)
-        .enumerate()
-        .for_each(|(task, out)| {
-            SCRATCH.with_borrow_mut(|scratch| {
-                let rows = out.len() / n;
-                scratch.resize(ROW_BLOCK * k, 0.0);
-                for block in (0..rows).step_by(ROW_BLOCK) {
-                    let count = ROW_BLOCK.min(rows - block);
-                    for j in 0..count {
-                        decode_row(
-                            row(task * ROWS_PER_TASK + block + j),
-                            w.dtype,
-                            &mut scratch[j * k..(j + 1) * k],
-                        );
-                    }
-                    let mut t = 0;
-                    if count == ROW_BLOCK {
-                        // Three tokens at a time: 7 loads feed 12 FMAs.
-                        while t + 3 <= n {
-                            let sums = dot4x3(&scratch[..4 * k], &x[t * k..(t + 3) * k]);
-                            for (j, row) in sums.iter().enumerate() {
-                                out[(block + j) * n + t..(block + j) * n + t + 3].copy_from_slice(row);
-                            }
-                            t += 3;
-                        }
-                    }
-                    for t in t..n {
-                        let xt = &x[t * k..(t + 1) * k];
-                        if count == ROW_BLOCK {
-                            let sums = dot4(&scratch[..4 * k], xt);
-                            for (j, s) in sums.into_iter().enumerate() {
-                                out[(block + j) * n + t] = s;
-                            }
-                        } else {
-                            for j in 0..count {
-                                out[(block + j) * n + t] = dot(&scratch[j * k..(j + 1) * k], xt);
-                            }
-                        }
-                    }
-                }
-            });
-        });
-    for o in 0..m {
-        for t in 0..n {
-            y[t * m + o] = yt[o * n + t];
-        }
+    let threads = if n * m * k < SERIAL_MACS { 1 } else { pool.threads() };
+    if n > 1 {
+        gemm::product(pool, threads, isa, x, n, w, y);
+        return;
     }
-}
-
-/// Dot product of one stored weight row with f32 activations.
-fn dot_stored(row: &[u8], dtype: DType, x: &[f32]) -> f32 {
-    match dtype {
-        DType::BF16 => dot_bf16(row, x),
-        DType::F32 | DType::F16 => SCRATCH.with_borrow_mut(|scratch| {
-            scratch.resize(x.len(), 0.0);
-            decode_row(row, dtype, scratch);
-            dot(scratch, x)
-        }),
-    }
-}
-
-/// Picks the AVX2+FMA build of a kernel when the CPU has it.
-macro_rules! dispatch {
-    ($generic:ident, $avx2:ident, $($arg:expr),*) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the features were just detected.
-                return unsafe { $avx2($($arg),*) };
-            }
+    let out = Out::new(y, n, m);
+    // Threads claim runs of rows (about eight per thread, whole steps of the
+    // row kernel): each run is a long sequential stream of weights.
+    let chunks = pool::Chunks::new(m, (m / (threads * 8)).next_multiple_of(gemv::ROW_STEP));
+    let part = |_: usize| {
+        while let Some((a, b)) = chunks.claim() {
+            // SAFETY: claimed ranges are disjoint.
+            gemv::rows(w, x, unsafe { out.row0(a, b) }, a, isa);
         }
-        $generic($($arg),*)
-    }};
+    };
+    if threads == 1 {
+        part(0);
+    } else {
+        pool.run(&part);
+    }
 }
 
 /// Dot product, vectorised for the running CPU.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    dispatch!(dot_generic, dot_avx2, a, b)
+    #[cfg(target_arch = "x86_64")]
+    if Isa::get() != Isa::Generic {
+        // SAFETY: AVX2 and FMA are present (Isa::get).
+        return unsafe { x86::dot_avx2(a, b) };
+    }
+    dot_generic(a, b)
 }
 
-/// Dot product of bf16 weights (raw little-endian bytes) with f32 activations.
-pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
-    dispatch!(dot_bf16_generic, dot_bf16_avx2, w, x)
-}
-
-/// Four dot products sharing one activation row (`w` holds four rows of its length).
-pub fn dot4(w: &[f32], x: &[f32]) -> [f32; 4] {
-    dispatch!(dot4_generic, dot4_avx2, w, x)
-}
-
-/// Lanes per block: four accumulators of eight, enough to fill AVX2 vectors and
-/// hide FMA latency. Fixed-size chunks let LLVM drop bounds checks and vectorise.
-const LANES: usize = 32;
-
-/// Twelve dot products: four weight rows (`w`, each of length k) times three
-/// activation rows (`x`, `[3, k]`). Returns `[row][token]`.
-pub fn dot4x3(w: &[f32], x: &[f32]) -> [[f32; 3]; 4] {
-    dispatch!(dot4x3_generic, dot4x3_avx2, w, x)
-}
-
-macro_rules! dot_body {
-    ($a:expr, $b:expr, $elem:expr, $widen:expr, $fma:expr) => {{
-        let widen = $widen;
-        let (a, b) = ($a, $b);
-        let mut acc = [0f32; LANES];
-        let mut ca = a.chunks_exact(LANES * ($elem));
-        let mut cb = b.chunks_exact(LANES);
-        for (wa, xb) in (&mut ca).zip(&mut cb) {
-            let xb: &[f32; LANES] = xb.try_into().unwrap_or(&[0.0; LANES]);
-            for l in 0..LANES {
-                acc[l] = $fma(widen(wa, l), xb[l], acc[l]);
-            }
-        }
-        let (ra, rb) = (ca.remainder(), cb.remainder());
-        let mut tail = 0f32;
-        for l in 0..rb.len().min(ra.len() / ($elem)) {
-            tail += widen(ra, l) * rb[l];
-        }
-        let mut s = [0f32; 8];
-        for l in 0..8 {
-            s[l] = (acc[l] + acc[l + 8]) + (acc[l + 16] + acc[l + 24]);
-        }
-        ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
-    }};
-}
-
-#[inline(always)]
-fn plain_fma(x: f32, y: f32, acc: f32) -> f32 {
-    acc + x * y
-}
-
-/// Element `l` of a chunk of f32 values.
-#[inline(always)]
-fn f32_at(c: &[f32], l: usize) -> f32 {
-    c[l]
-}
-
-/// Element `l` of a chunk of little-endian bf16 bytes, widened exactly.
-#[inline(always)]
-fn bf16_at(c: &[u8], l: usize) -> f32 {
-    f32::from_bits(u32::from(u16::from_le_bytes([c[2 * l], c[2 * l + 1]])) << 16)
-}
-
+/// Eight lanes of partial sums, as the vector kernels keep them.
 fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
-    dot_body!(a, b, 1, f32_at, plain_fma)
-}
-
-fn dot_bf16_generic(w: &[u8], x: &[f32]) -> f32 {
-    dot_body!(w, x, 2, bf16_at, plain_fma)
-}
-
-fn dot4_generic(w: &[f32], x: &[f32]) -> [f32; 4] {
-    let k = x.len();
-    std::array::from_fn(|j| dot_generic(&w[j * k..(j + 1) * k], x))
-}
-
-fn dot4x3_generic(w: &[f32], x: &[f32]) -> [[f32; 3]; 4] {
-    let k = x.len() / 3;
-    std::array::from_fn(|j| {
-        std::array::from_fn(|t| dot_generic(&w[j * k..(j + 1) * k], &x[t * k..(t + 1) * k]))
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
-
-/// Horizontal sum of eight lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn hsum(v: __m256) -> f32 {
-    let lo = _mm256_castps256_ps128(v);
-    let hi = _mm256_extractf128_ps(v, 1);
-    let s = _mm_add_ps(lo, hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
-}
-
-/// Eight bf16 values (16 bytes at `p`) widened to f32 (exact: bf16 is f32's top half).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn load_bf16x8(p: *const u8) -> __m256 {
-    // SAFETY (caller): 16 readable bytes at p; unaligned loads are allowed.
-    let raw = unsafe { _mm_loadu_si128(p as *const __m128i) };
-    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let blocks = n / 32;
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for i in 0..blocks {
-        for (q, accq) in acc.iter_mut().enumerate() {
-            let at = i * 32 + q * 8;
-            // SAFETY: at + 8 <= blocks * 32 <= n, within both slices.
-            let (va, vb) = unsafe {
-                (
-                    _mm256_loadu_ps(a.as_ptr().add(at)),
-                    _mm256_loadu_ps(b.as_ptr().add(at)),
-                )
-            };
-            *accq = _mm256_fmadd_ps(va, vb, *accq);
+    let mut acc = [0f32; 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
         }
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    // SAFETY: AVX2 is enabled for this function.
-    let mut total = unsafe { hsum(sum) };
-    for (ai, bi) in a[blocks * 32..n].iter().zip(&b[blocks * 32..n]) {
-        total += ai * bi;
-    }
-    total
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_bf16_avx2(w: &[u8], x: &[f32]) -> f32 {
-    let n = (w.len() / 2).min(x.len());
-    let blocks = n / 32;
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for i in 0..blocks {
-        for (q, accq) in acc.iter_mut().enumerate() {
-            let at = i * 32 + q * 8;
-            // SAFETY: elements at..at + 8 are within both slices (at + 8 <= n).
-            let (vw, vx) = unsafe {
-                (
-                    load_bf16x8(w.as_ptr().add(2 * at)),
-                    _mm256_loadu_ps(x.as_ptr().add(at)),
-                )
-            };
-            *accq = _mm256_fmadd_ps(vw, vx, *accq);
-        }
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    // SAFETY: AVX2 is enabled for this function.
-    let mut total = unsafe { hsum(sum) };
-    for (i, xi) in x.iter().enumerate().take(n).skip(blocks * 32) {
-        total += bf16_at(w, i) * xi;
-    }
-    total
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_avx2(w: &[f32], x: &[f32]) -> [f32; 4] {
-    let k = x.len();
-    assert!(w.len() >= 4 * k);
-    let blocks = k / 8;
-    // Two accumulators per row: one activation load feeds four weight rows.
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let mut i = 0;
-    while i + 2 <= blocks {
-        for h in 0..2 {
-            let at = (i + h) * 8;
-            // SAFETY: at + 8 <= k, and row j spans w[j*k..(j+1)*k] (asserted above).
-            unsafe {
-                let xv = _mm256_loadu_ps(x.as_ptr().add(at));
-                for j in 0..4 {
-                    let wv = _mm256_loadu_ps(w.as_ptr().add(j * k + at));
-                    acc[j * 2 + h] = _mm256_fmadd_ps(wv, xv, acc[j * 2 + h]);
-                }
-            }
-        }
-        i += 2;
-    }
-    let done = i * 8;
-    std::array::from_fn(|j| {
-        // SAFETY: AVX2 is enabled for this function.
-        let mut s = unsafe { hsum(_mm256_add_ps(acc[j * 2], acc[j * 2 + 1])) };
-        for idx in done..k {
-            s += w[j * k + idx] * x[idx];
-        }
-        s
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot4x3_avx2(w: &[f32], x: &[f32]) -> [[f32; 3]; 4] {
-    let k = x.len() / 3;
-    assert!(w.len() >= 4 * k && x.len() >= 3 * k);
-    let blocks = k / 8;
-    let mut acc = [[_mm256_setzero_ps(); 3]; 4];
-    for i in 0..blocks {
-        let at = i * 8;
-        // SAFETY: at + 8 <= k; rows of w and x are k long (asserted above).
-        unsafe {
-            let xv = [
-                _mm256_loadu_ps(x.as_ptr().add(at)),
-                _mm256_loadu_ps(x.as_ptr().add(k + at)),
-                _mm256_loadu_ps(x.as_ptr().add(2 * k + at)),
-            ];
-            for (j, accj) in acc.iter_mut().enumerate() {
-                let wv = _mm256_loadu_ps(w.as_ptr().add(j * k + at));
-                for (a, xt) in accj.iter_mut().zip(xv) {
-                    *a = _mm256_fmadd_ps(wv, xt, *a);
-                }
-            }
-        }
-    }
-    let done = blocks * 8;
-    std::array::from_fn(|j| {
-        std::array::from_fn(|t| {
-            // SAFETY: AVX2 is enabled for this function.
-            let mut s = unsafe { hsum(acc[j][t]) };
-            for idx in done..k {
-                s += w[j * k + idx] * x[t * k + idx];
-            }
-            s
-        })
-    })
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// LayerNorm with the stored (already +1) weight: `(x - mean) / sqrt(var + eps) * w + b`.
@@ -378,96 +151,323 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    //! Shared x86 pieces: widening loads per stored dtype, a horizontal sum,
+    //! the 8x8 transpose that packs weights for `gemm`.
+    use std::arch::x86_64::*;
+
+    use crate::DType;
+
+    /// A stored weight dtype, widened to f32 vectors.
+    pub trait Elem {
+        const SIZE: usize;
+        /// Eight elements at `p` (unaligned).
+        ///
+        /// # Safety
+        /// `8 * SIZE` readable bytes at `p`; AVX2, FMA and F16C present.
+        unsafe fn load8(p: *const u8) -> __m256;
+        /// One element.
+        fn scalar(bytes: &[u8]) -> f32;
+    }
+
+    pub struct Bf16;
+    pub struct F16;
+    pub struct F32;
+
+    impl Elem for Bf16 {
+        const SIZE: usize = 2;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u8) -> __m256 {
+            // bf16 is the top half of an f32: widening is exact.
+            // SAFETY: 16 readable bytes (caller).
+            let raw = unsafe { _mm_loadu_si128(p.cast()) };
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
+        }
+        fn scalar(b: &[u8]) -> f32 {
+            f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
+        }
+    }
+
+    impl Elem for F16 {
+        const SIZE: usize = 2;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u8) -> __m256 {
+            // SAFETY: 16 readable bytes (caller).
+            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
+        }
+        fn scalar(b: &[u8]) -> f32 {
+            half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+        }
+    }
+
+    impl Elem for F32 {
+        const SIZE: usize = 4;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u8) -> __m256 {
+            // SAFETY: 32 readable bytes (caller).
+            unsafe { _mm256_loadu_ps(p.cast()) }
+        }
+        fn scalar(b: &[u8]) -> f32 {
+            f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        }
+    }
+
+    /// Sum of eight lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn hsum256(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let blocks = n / 32;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in 0..blocks {
+            for (q, accq) in acc.iter_mut().enumerate() {
+                let at = i * 32 + q * 8;
+                // SAFETY: at + 8 <= blocks * 32 <= n, within both slices.
+                let (va, vb) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(at)), _mm256_loadu_ps(b.as_ptr().add(at))) };
+                *accq = _mm256_fmadd_ps(va, vb, *accq);
+            }
+        }
+        let mut total = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for (ai, bi) in a[blocks * 32..n].iter().zip(&b[blocks * 32..n]) {
+            total += ai * bi;
+        }
+        total
+    }
+
+    /// Packs eight weight rows (`kc` elements each) into columns `j..j+8` of a
+    /// `[kc][mr]` f32 panel, eight inputs at a time through an 8x8 transpose.
+    pub fn transpose_into(rows: [&[u8]; 8], dtype: DType, kc: usize, panel: &mut [f32], mr: usize, j: usize) {
+        assert!(panel.len() >= kc * mr && j + 8 <= mr && rows.iter().all(|r| r.len() >= kc * dtype.size()));
+        // SAFETY: Isa::Avx2 or better was detected before any packing (callers
+        // use this only then); bounds are asserted above.
+        unsafe {
+            match dtype {
+                DType::BF16 => transpose_avx2::<Bf16>(rows, kc, panel, mr, j),
+                DType::F16 => transpose_avx2::<F16>(rows, kc, panel, mr, j),
+                DType::F32 => transpose_avx2::<F32>(rows, kc, panel, mr, j),
+            }
+        }
+    }
+
+    /// Eight elements of eight rows `stride` bytes apart, transposed: lane `j`
+    /// of vector `q` is element `q` of row `j`.
+    ///
+    /// # Safety
+    /// Eight elements readable at `p + j * stride` for j in 0..8.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn load_block<E: Elem>(p: *const u8, stride: usize) -> [__m256; 8] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            transpose8([
+                E::load8(p),
+                E::load8(p.add(stride)),
+                E::load8(p.add(2 * stride)),
+                E::load8(p.add(3 * stride)),
+                E::load8(p.add(4 * stride)),
+                E::load8(p.add(5 * stride)),
+                E::load8(p.add(6 * stride)),
+                E::load8(p.add(7 * stride)),
+            ])
+        }
+    }
+
+    /// Transposes an 8x8 block: lane `j` of output `q` is lane `q` of input `j`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn transpose_avx2<E: Elem>(rows: [&[u8]; 8], kc: usize, panel: &mut [f32], mr: usize, j: usize) {
+        let full = kc / 8 * 8;
+        let out = panel.as_mut_ptr();
+        for i in (0..full).step_by(8) {
+            // SAFETY: i + 8 <= kc elements of every row; panel rows i..i+8 hold
+            // columns j..j+8 (asserted by the caller).
+            unsafe {
+                let cols = transpose8([
+                    E::load8(rows[0].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[1].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[2].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[3].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[4].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[5].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[6].as_ptr().add(i * E::SIZE)),
+                    E::load8(rows[7].as_ptr().add(i * E::SIZE)),
+                ]);
+                for (q, c) in cols.into_iter().enumerate() {
+                    _mm256_storeu_ps(out.add((i + q) * mr + j), c);
+                }
+            }
+        }
+        for i in full..kc {
+            for (q, row) in rows.iter().enumerate() {
+                panel[i * mr + j + q] = E::scalar(&row[i * E::SIZE..(i + 1) * E::SIZE]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Values exact in bf16 and f16 alike (multiples of 1/64 below 1), so
+    /// every dtype holds the same weights.
+    fn value(i: usize, salt: usize) -> f32 {
+        (((i * 7 + salt * 13) % 23) as f32 - 11.0) / 64.0
+    }
+
+    fn stored(values: &[f32], dtype: DType) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        crate::dtype::cast::append_converted(
+            &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+            DType::F32,
+            dtype,
+            false,
+            &mut bytes,
+        );
+        bytes
+    }
+
+    /// Every ISA this CPU has, every dtype, shapes with every kind of edge:
+    /// one token and many, tails of the tile heights, widths and KC, tiny
+    /// products run serially and large ones on three threads.
     #[test]
-    fn vectorised_and_generic_kernels_agree_on_every_length() {
-        for k in [1usize, 7, 8, 16, 31, 32, 33, 100, 4101] {
-            let x: Vec<f32> = (0..k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 16.0).collect();
-            let w4: Vec<f32> = (0..4 * k).map(|i| ((i * 7 % 19) as f32 - 9.0) / 32.0).collect();
-            let exact = |w: &[f32]| {
-                w.iter()
-                    .zip(&x)
-                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                    .sum::<f64>() as f32
-            };
-            let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
-            let row0 = &w4[..k];
-            assert!(
-                close(dot(row0, &x), exact(row0)) && close(dot_generic(row0, &x), exact(row0)),
-                "dot k={k}"
-            );
-            let four = dot4(&w4, &x);
-            let four_generic = dot4_generic(&w4, &x);
-            for j in 0..4 {
-                let want = exact(&w4[j * k..(j + 1) * k]);
-                assert!(
-                    close(four[j], want) && close(four_generic[j], want),
-                    "dot4 k={k} row {j}"
-                );
-            }
-            let x3: Vec<f32> = (0..3 * k).map(|i| ((i * 11 % 23) as f32 - 11.0) / 8.0).collect();
-            let (fast, slow) = (dot4x3(&w4, &x3), dot4x3_generic(&w4, &x3));
-            for j in 0..4 {
-                for t in 0..3 {
-                    let want = w4[j * k..(j + 1) * k]
-                        .iter()
-                        .zip(&x3[t * k..(t + 1) * k])
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                        .sum::<f64>() as f32;
-                    assert!(
-                        close(fast[j][t], want) && close(slow[j][t], want),
-                        "dot4x3 k={k} [{j}][{t}]"
-                    );
+    fn matmul_matches_a_float64_product_on_every_path() {
+        let pools = [Pool::new(1), Pool::new(3)];
+        let shapes = [
+            (1, 5, 3),
+            (1, 300, 77),
+            (1, 1000, 130),
+            (2, 45, 37),
+            (5, 64, 16),
+            (7, 300, 70),
+            (13, 257, 33),
+            (25, 520, 200),
+        ];
+        for isa in Isa::supported() {
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                for &(n, k, m) in &shapes {
+                    let x: Vec<f32> = (0..n * k).map(|i| value(i, 1) * 3.0).collect();
+                    let wf: Vec<f32> = (0..m * k).map(|i| value(i, 2)).collect();
+                    let bytes = stored(&wf, dtype);
+                    let w = MatRef {
+                        dtype,
+                        rows: m,
+                        cols: k,
+                        data: &bytes,
+                    };
+                    for pool in &pools {
+                        let mut y = vec![f32::NAN; n * m];
+                        matmul_on(pool, isa, &x, n, w, &mut y);
+                        for t in 0..n {
+                            for o in 0..m {
+                                let want: f64 = (0..k)
+                                    .map(|i| f64::from(x[t * k + i]) * f64::from(wf[o * k + i]))
+                                    .sum();
+                                let got = y[t * m + o];
+                                assert!(
+                                    (f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                                    "{isa:?} {dtype} n={n} k={k} m={m} threads={} [{t},{o}]: {got} vs {want}",
+                                    pool.threads()
+                                );
+                            }
+                        }
+                    }
                 }
             }
-            // These weights are exact in bf16, so the bf16 kernels must give the same sums.
-            let bytes: Vec<u8> = row0
-                .iter()
-                .flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes())
-                .collect();
-            assert!(close(dot_bf16(&bytes, &x), exact(row0)), "dot_bf16 k={k}");
-            assert!(
-                close(dot_bf16_generic(&bytes, &x), exact(row0)),
-                "dot_bf16_generic k={k}"
-            );
+        }
+    }
+
+    /// A token's outputs must not depend on the batch it runs in (how many
+    /// tokens, which tile or thread): greedy requests served together must get
+    /// the tokens they get alone.
+    #[test]
+    fn every_row_is_bit_identical_alone_and_in_any_batch() {
+        let (k, m) = (700, 77);
+        let pools = [Pool::new(1), Pool::new(3)];
+        for isa in Isa::supported() {
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                let wf: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0).collect();
+                let bytes = stored(&wf, dtype);
+                let w = MatRef {
+                    dtype,
+                    rows: m,
+                    cols: k,
+                    data: &bytes,
+                };
+                // Irregular activations, so that the order of the sums shows.
+                let n = 530;
+                let x: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0).collect();
+                let alone: Vec<Vec<u32>> = (0..n)
+                    .map(|t| {
+                        let mut y = vec![0f32; m];
+                        matmul_on(&pools[0], isa, &x[t * k..(t + 1) * k], 1, w, &mut y);
+                        y.iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
+                for pool in &pools {
+                    for batch in [2, 5, 13, n] {
+                        let mut y = vec![0f32; batch * m];
+                        matmul_on(pool, isa, &x[..batch * k], batch, w, &mut y);
+                        for t in 0..batch {
+                            let got: Vec<u32> = y[t * m..(t + 1) * m].iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(got, alone[t], "{isa:?} {dtype} batch {batch} row {t} threads {}", pool.threads());
+                        }
+                    }
+                }
+            }
         }
     }
 
     #[test]
-    fn matmul_matches_a_naive_product_in_every_dtype() {
-        let (n, k, m) = (3, 45, 37);
-        let x: Vec<f32> = (0..n * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
-        let wf: Vec<f32> = (0..m * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
-        for dtype in [DType::F32, DType::BF16, DType::F16] {
-            let mut bytes = Vec::new();
-            crate::dtype::cast::append_converted(
-                &wf.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-                DType::F32,
-                dtype,
-                false,
-                &mut bytes,
-            );
-            let w = MatRef {
-                dtype,
-                rows: m,
-                cols: k,
-                data: &bytes,
-            };
-            let mut y = vec![0f32; n * m];
-            matmul(&x, n, w, &mut y);
-            for t in 0..n {
-                for o in 0..m {
-                    // These values are exact in every dtype, so the sums are too.
-                    let want: f32 = (0..k).map(|i| x[t * k + i] * wf[o * k + i]).sum();
-                    assert!(
-                        (y[t * m + o] - want).abs() < 1e-4,
-                        "{dtype} [{t},{o}] {} vs {want}",
-                        y[t * m + o]
-                    );
-                }
+    fn dot_matches_on_every_length() {
+        for k in [0usize, 1, 7, 8, 31, 32, 33, 100, 4101] {
+            let a: Vec<f32> = (0..k).map(|i| value(i, 3)).collect();
+            let b: Vec<f32> = (0..k).map(|i| value(i, 4)).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            for got in [dot(&a, &b), dot_generic(&a, &b)] {
+                assert!((f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()), "k={k}");
             }
         }
     }

@@ -3,6 +3,9 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod generate;
+pub mod gemm;
+pub mod gemv;
 pub mod kernels;
 pub mod model;
+pub mod pool;
 pub mod sampling;
