@@ -1,15 +1,15 @@
 //! CPU kernels of the reference runtime: weights stay in their stored dtype and
 //! are widened to f32 in registers; activations and accumulation are f32.
-//! Matrix products run on the runtime's thread pool (`pool`): one token through
-//! the memory-bound row kernels (`gemv`), several through the blocked,
-//! register-tiled kernels (`gemm`). Each kernel exists for AVX-512, for
-//! AVX2+FMA+F16C and plainly; the best the CPU has is picked once, at run time.
+//! Matrix products run on the runtime's thread pool (`pool`): one token
+//! through the memory-bound row kernels, several through the blocked,
+//! register-tiled kernels (`gemm`), both summing in the one order of
+//! `dot_order`. Each kernel exists for AVX-512, for AVX2+FMA+F16C and plainly;
+//! the best the CPU has is picked once, at run time.
 
 use std::sync::OnceLock;
 
-use super::gemm::{self, Out};
-use super::gemv;
 use super::pool::{self, Pool};
+use super::{dot_order, gemm};
 use crate::DType;
 
 /// A row-major `[rows, cols]` weight matrix in its stored dtype.
@@ -48,7 +48,10 @@ impl Isa {
                 Ok("avx2") => Isa::Avx2,
                 _ => Isa::Avx512,
             };
-            Isa::supported().into_iter().find(|&i| i.rank() <= cap.rank()).unwrap_or(Isa::Generic)
+            Isa::supported()
+                .into_iter()
+                .find(|&i| i.rank() <= cap.rank())
+                .unwrap_or(Isa::Generic)
         })
     }
 
@@ -95,19 +98,25 @@ pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &
     if n == 0 || m == 0 {
         return;
     }
-    let threads = if n * m * k < SERIAL_MACS { 1 } else { pool.threads() };
+    let threads = if n * m * k < SERIAL_MACS {
+        1
+    } else {
+        pool.threads()
+    };
     if n > 1 {
         gemm::product(pool, threads, isa, x, n, w, y);
         return;
     }
-    let out = Out::new(y, n, m);
-    // Threads claim runs of rows (about eight per thread, whole steps of the
-    // row kernel): each run is a long sequential stream of weights.
-    let chunks = pool::Chunks::new(m, (m / (threads * 8)).next_multiple_of(gemv::ROW_STEP));
+    // Threads claim runs of rows (about eight per thread, whole cache lines of
+    // y): each run is a long sequential stream of weights.
+    let out = y.as_mut_ptr() as usize;
+    let chunks = pool::Chunks::new(m, (m / (threads * 8)).next_multiple_of(16));
+    let es = w.dtype.size();
     let part = |_: usize| {
         while let Some((a, b)) = chunks.claim() {
-            // SAFETY: claimed ranges are disjoint.
-            gemv::rows(w, x, unsafe { out.row0(a, b) }, a, isa);
+            // SAFETY: claimed ranges are disjoint parts of y, which outlives the region.
+            let ys = unsafe { std::slice::from_raw_parts_mut((out as *mut f32).add(a), b - a) };
+            dot_order::rows(isa, &w.data[a * k * es..b * k * es], w.dtype, x, ys);
         }
     };
     if threads == 1 {
@@ -136,7 +145,12 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
             acc[l] += x[l] * y[l];
         }
     }
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
@@ -151,14 +165,11 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     //! Shared x86 pieces: widening loads per stored dtype, a horizontal sum,
-    //! the 8x8 transpose that packs weights for `gemm`.
+    //! the attention dot product.
     use std::arch::x86_64::*;
-
-    use crate::DType;
 
     /// A stored weight dtype, widened to f32 vectors.
     pub trait Elem {
@@ -168,8 +179,11 @@ pub(crate) mod x86 {
         /// # Safety
         /// `8 * SIZE` readable bytes at `p`; AVX2, FMA and F16C present.
         unsafe fn load8(p: *const u8) -> __m256;
-        /// One element.
-        fn scalar(bytes: &[u8]) -> f32;
+        /// Sixteen elements at `p` (unaligned).
+        ///
+        /// # Safety
+        /// `16 * SIZE` readable bytes at `p`; AVX-512F present.
+        unsafe fn load16(p: *const u8) -> __m512;
     }
 
     pub struct Bf16;
@@ -186,8 +200,12 @@ pub(crate) mod x86 {
             let raw = unsafe { _mm_loadu_si128(p.cast()) };
             _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
         }
-        fn scalar(b: &[u8]) -> f32 {
-            f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
+        #[inline]
+        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+        unsafe fn load16(p: *const u8) -> __m512 {
+            // SAFETY: 32 readable bytes (caller).
+            let raw = unsafe { _mm256_loadu_si256(p.cast()) };
+            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
         }
     }
 
@@ -199,8 +217,11 @@ pub(crate) mod x86 {
             // SAFETY: 16 readable bytes (caller).
             _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
         }
-        fn scalar(b: &[u8]) -> f32 {
-            half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+        #[inline]
+        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+        unsafe fn load16(p: *const u8) -> __m512 {
+            // SAFETY: 32 readable bytes (caller).
+            _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.cast()) })
         }
     }
 
@@ -212,8 +233,11 @@ pub(crate) mod x86 {
             // SAFETY: 32 readable bytes (caller).
             unsafe { _mm256_loadu_ps(p.cast()) }
         }
-        fn scalar(b: &[u8]) -> f32 {
-            f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        #[inline]
+        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+        unsafe fn load16(p: *const u8) -> __m512 {
+            // SAFETY: 64 readable bytes (caller).
+            unsafe { _mm512_loadu_ps(p.cast()) }
         }
     }
 
@@ -235,115 +259,23 @@ pub(crate) mod x86 {
             for (q, accq) in acc.iter_mut().enumerate() {
                 let at = i * 32 + q * 8;
                 // SAFETY: at + 8 <= blocks * 32 <= n, within both slices.
-                let (va, vb) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(at)), _mm256_loadu_ps(b.as_ptr().add(at))) };
+                let (va, vb) = unsafe {
+                    (
+                        _mm256_loadu_ps(a.as_ptr().add(at)),
+                        _mm256_loadu_ps(b.as_ptr().add(at)),
+                    )
+                };
                 *accq = _mm256_fmadd_ps(va, vb, *accq);
             }
         }
-        let mut total = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut total = hsum256(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         for (ai, bi) in a[blocks * 32..n].iter().zip(&b[blocks * 32..n]) {
             total += ai * bi;
         }
         total
-    }
-
-    /// Packs eight weight rows (`kc` elements each) into columns `j..j+8` of a
-    /// `[kc][mr]` f32 panel, eight inputs at a time through an 8x8 transpose.
-    pub fn transpose_into(rows: [&[u8]; 8], dtype: DType, kc: usize, panel: &mut [f32], mr: usize, j: usize) {
-        assert!(panel.len() >= kc * mr && j + 8 <= mr && rows.iter().all(|r| r.len() >= kc * dtype.size()));
-        // SAFETY: Isa::Avx2 or better was detected before any packing (callers
-        // use this only then); bounds are asserted above.
-        unsafe {
-            match dtype {
-                DType::BF16 => transpose_avx2::<Bf16>(rows, kc, panel, mr, j),
-                DType::F16 => transpose_avx2::<F16>(rows, kc, panel, mr, j),
-                DType::F32 => transpose_avx2::<F32>(rows, kc, panel, mr, j),
-            }
-        }
-    }
-
-    /// Eight elements of eight rows `stride` bytes apart, transposed: lane `j`
-    /// of vector `q` is element `q` of row `j`.
-    ///
-    /// # Safety
-    /// Eight elements readable at `p + j * stride` for j in 0..8.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn load_block<E: Elem>(p: *const u8, stride: usize) -> [__m256; 8] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            transpose8([
-                E::load8(p),
-                E::load8(p.add(stride)),
-                E::load8(p.add(2 * stride)),
-                E::load8(p.add(3 * stride)),
-                E::load8(p.add(4 * stride)),
-                E::load8(p.add(5 * stride)),
-                E::load8(p.add(6 * stride)),
-                E::load8(p.add(7 * stride)),
-            ])
-        }
-    }
-
-    /// Transposes an 8x8 block: lane `j` of output `q` is lane `q` of input `j`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ]
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn transpose_avx2<E: Elem>(rows: [&[u8]; 8], kc: usize, panel: &mut [f32], mr: usize, j: usize) {
-        let full = kc / 8 * 8;
-        let out = panel.as_mut_ptr();
-        for i in (0..full).step_by(8) {
-            // SAFETY: i + 8 <= kc elements of every row; panel rows i..i+8 hold
-            // columns j..j+8 (asserted by the caller).
-            unsafe {
-                let cols = transpose8([
-                    E::load8(rows[0].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[1].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[2].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[3].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[4].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[5].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[6].as_ptr().add(i * E::SIZE)),
-                    E::load8(rows[7].as_ptr().add(i * E::SIZE)),
-                ]);
-                for (q, c) in cols.into_iter().enumerate() {
-                    _mm256_storeu_ps(out.add((i + q) * mr + j), c);
-                }
-            }
-        }
-        for i in full..kc {
-            for (q, row) in rows.iter().enumerate() {
-                panel[i * mr + j + q] = E::scalar(&row[i * E::SIZE..(i + 1) * E::SIZE]);
-            }
-        }
     }
 }
 
@@ -428,7 +360,9 @@ mod tests {
         let pools = [Pool::new(1), Pool::new(3)];
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
-                let wf: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0).collect();
+                let wf: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
+                    .collect();
                 let bytes = stored(&wf, dtype);
                 let w = MatRef {
                     dtype,
@@ -438,7 +372,9 @@ mod tests {
                 };
                 // Irregular activations, so that the order of the sums shows.
                 let n = 530;
-                let x: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0).collect();
+                let x: Vec<f32> = (0..n * k)
+                    .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0)
+                    .collect();
                 let alone: Vec<Vec<u32>> = (0..n)
                     .map(|t| {
                         let mut y = vec![0f32; m];
@@ -452,7 +388,12 @@ mod tests {
                         matmul_on(pool, isa, &x[..batch * k], batch, w, &mut y);
                         for t in 0..batch {
                             let got: Vec<u32> = y[t * m..(t + 1) * m].iter().map(|v| v.to_bits()).collect();
-                            assert_eq!(got, alone[t], "{isa:?} {dtype} batch {batch} row {t} threads {}", pool.threads());
+                            assert_eq!(
+                                got,
+                                alone[t],
+                                "{isa:?} {dtype} batch {batch} row {t} threads {}",
+                                pool.threads()
+                            );
                         }
                     }
                 }
@@ -467,7 +408,10 @@ mod tests {
             let b: Vec<f32> = (0..k).map(|i| value(i, 4)).collect();
             let want: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
             for got in [dot(&a, &b), dot_generic(&a, &b)] {
-                assert!((f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()), "k={k}");
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "k={k}"
+                );
             }
         }
     }

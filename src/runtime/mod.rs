@@ -2,9 +2,9 @@
 
 pub mod backend;
 pub mod checkpoint;
-pub mod generate;
+pub mod dot_order;
 pub mod gemm;
-pub mod gemv;
+pub mod generate;
 pub mod kernels;
 pub mod model;
 pub mod pool;

@@ -1,0 +1,131 @@
+//! The one order in which every matrix-product output is summed, whatever
+//! the batch: greedy requests served together get the tokens they get alone.
+//!
+//! For an output `sum_i w[i] * x[i]` over `k` inputs, with `L` lanes (16 with
+//! AVX-512, 8 otherwise): both rows are zero-padded to a multiple of `L`;
+//! lane `l` accumulates the products of inputs `i = v * L + l` for `v` in
+//! increasing order, starting from zero (a fused multiply-add on x86, a
+//! multiply then an add in the portable path); the lanes are then added as
+//! `reduce` says. The one-token kernels (`rows`: four weight rows at a time,
+//! one vector of lanes each) and the multi-token kernels (`tile`: four rows x
+//! T tokens, lanes saved between blocks of inputs) both follow it, and a test
+//! holds them to bit-identical results.
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use super::kernels::{Isa, decode_row};
+use crate::DType;
+
+/// Weight rows of a tile (and of a step of `rows`).
+pub const ROWS: usize = 4;
+
+/// Lanes per output on `isa`.
+pub fn lanes(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 16,
+        Isa::Avx2 | Isa::Generic => 8,
+    }
+}
+
+/// The lanes of one output added together: halves first, down to one
+/// (`((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))` for eight lanes,
+/// after `l[j] + l[j + 8]` for sixteen).
+pub fn reduce(isa: Isa, lanes: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    match isa {
+        Isa::Avx512 => {
+            for j in 0..8 {
+                s[j] = lanes[j] + lanes[j + 8];
+            }
+        }
+        _ => s.copy_from_slice(&lanes[..8]),
+    }
+    let q = [s[0] + s[4], s[1] + s[5], s[2] + s[6], s[3] + s[7]];
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// One-token product for rows `data` (`y.len()` rows of `x.len()` inputs).
+pub fn rows(isa: Isa, data: &[u8], dtype: DType, x: &[f32], y: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => x86::rows(isa, data, dtype, x, y),
+        _ => rows_generic(data, dtype, x, y),
+    }
+}
+
+/// A register tile: lane sums of `ROWS` weight rows times `tokens` input
+/// rows over `kp` inputs, both packed vector by vector (`w`:
+/// `[vector][row][lanes]`, `x`: `[vector][token][lanes]`), added to (or, when
+/// `first`, written over) `partial`: `[token][row][lanes]`, token stride `ldp`.
+#[allow(clippy::too_many_arguments)]
+pub fn tile(
+    isa: Isa,
+    tokens: usize,
+    kp: usize,
+    w: &[f32],
+    x: &[f32],
+    partial: &mut [f32],
+    ldp: usize,
+    first: bool,
+) {
+    let l = lanes(isa);
+    assert!(kp % l == 0 && w.len() >= ROWS * kp && x.len() >= tokens * kp);
+    assert!(partial.len() >= (tokens - 1) * ldp + ROWS * l);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => x86::tile(isa, tokens, kp, w, x, partial, ldp, first),
+        _ => tile_generic(tokens, kp, w, x, partial, ldp, first),
+    }
+}
+
+const GENERIC_LANES: usize = 8;
+
+fn tile_generic(
+    tokens: usize,
+    kp: usize,
+    w: &[f32],
+    x: &[f32],
+    partial: &mut [f32],
+    ldp: usize,
+    first: bool,
+) {
+    const L: usize = GENERIC_LANES;
+    for t in 0..tokens {
+        for r in 0..ROWS {
+            let acc = &mut partial[t * ldp + r * L..][..L];
+            if first {
+                acc.fill(0.0);
+            }
+            for v in 0..kp / L {
+                let wv = &w[(v * ROWS + r) * L..][..L];
+                let xv = &x[(v * tokens + t) * L..][..L];
+                for l in 0..L {
+                    acc[l] += wv[l] * xv[l];
+                }
+            }
+        }
+    }
+}
+
+fn rows_generic(data: &[u8], dtype: DType, x: &[f32], y: &mut [f32]) {
+    let k = x.len();
+    let kp = k.next_multiple_of(GENERIC_LANES);
+    let es = dtype.size();
+    let mut xp = vec![0f32; kp];
+    xp[..k].copy_from_slice(x);
+    let mut wide = vec![0f32; kp];
+    for (row, out) in data.chunks_exact(k * es).zip(y.iter_mut()) {
+        decode_row(row, dtype, &mut wide[..k]);
+        let mut acc = [0f32; GENERIC_LANES];
+        for (wv, xv) in wide
+            .chunks_exact(GENERIC_LANES)
+            .zip(xp.chunks_exact(GENERIC_LANES))
+        {
+            for l in 0..GENERIC_LANES {
+                acc[l] += wv[l] * xv[l];
+            }
+        }
+        *out = reduce(Isa::Generic, &acc);
+    }
+}
