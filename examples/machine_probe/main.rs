@@ -84,7 +84,10 @@ fn main() -> anyhow::Result<()> {
             tmp.as_file().sync_all()?;
             // SAFETY: read-only map of our own temporary file.
             let map = unsafe { memmap2::MmapOptions::new().populate().map(tmp.as_file()) }?;
-            (map, format!("a {} GiB temporary file in {}", args.gib, dir.display()))
+            (
+                map,
+                format!("a {} GiB temporary file in {}", args.gib, dir.display()),
+            )
         }
     };
     let mapped = &map[..bytes.min(map.len())];

@@ -24,8 +24,15 @@ pub fn gemm_gflops(pool: &Pool) -> f64 {
     let (n, k, m) = (256, 3072, 512);
     let x = activations(n * k);
     // Normal bf16 values: 0x3c00 + small mantissas.
-    let w: Vec<u8> = (0..m * k * 2).map(|i| if i % 2 == 1 { 0x3c } else { (i % 251) as u8 }).collect();
-    let w = MatRef { dtype: DType::BF16, rows: m, cols: k, data: &w };
+    let w: Vec<u8> = (0..m * k * 2)
+        .map(|i| if i % 2 == 1 { 0x3c } else { (i % 251) as u8 })
+        .collect();
+    let w = MatRef {
+        dtype: DType::BF16,
+        rows: m,
+        cols: k,
+        data: &w,
+    };
     let mut y = vec![0f32; n * m];
     let s = best_of(5, || {
         let t = Instant::now();
@@ -40,7 +47,12 @@ pub fn gemv_bytes_per_second(pool: &Pool, data: &[u8]) -> f64 {
     let k = 4096;
     let m = data.len() / (2 * k);
     let x = activations(k);
-    let w = MatRef { dtype: DType::BF16, rows: m, cols: k, data: &data[..m * k * 2] };
+    let w = MatRef {
+        dtype: DType::BF16,
+        rows: m,
+        cols: k,
+        data: &data[..m * k * 2],
+    };
     let mut y = vec![0f32; m];
     let s = best_of(3, || {
         let t = Instant::now();
