@@ -1,7 +1,7 @@
 //! The reference runtime's Batch, which a server builds continuous batching
 //! on: a request admitted while another is already decoding gets, greedily,
-//! the same tokens as when it runs alone, and the same logits up to the
-//! order in which the kernels sum.
+//! the same tokens, logits and log-probabilities, bit for bit, as when it runs
+//! alone (the kernels sum every output row in one order whatever the batch).
 
 mod common;
 
@@ -65,16 +65,20 @@ fn a_request_admitted_mid_decode_continues_as_it_would_alone() {
     assert_eq!(results[0].output_ids, a_alone.output_ids);
     assert_eq!(results[1].output_ids, b_alone.output_ids);
     assert_eq!(results[1].logprobs.len(), 8);
-    // The same distributions: batched, the kernels may sum in another order.
-    let diff = results[1]
-        .generation_logits
-        .iter()
-        .flatten()
-        .zip(b_alone.generation_logits.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
     assert_eq!(results[1].generation_logits.len(), 8);
-    assert!(diff < 1e-3, "max |logit diff| {diff}");
+    // Bit-identical, not merely close: the batch must not change the sums.
+    let bits = |v: &[Vec<f32>]| -> Vec<Vec<u32>> {
+        v.iter()
+            .map(|r| r.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    };
+    for (batched, alone) in [(&results[0], &a_alone), (&results[1], &b_alone)] {
+        assert_eq!(bits(&batched.generation_logits), bits(&alone.generation_logits));
+        let logprob_bits = |r: &trtllm_minitron::generation::Generated| -> Vec<u32> {
+            r.logprobs.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(logprob_bits(batched), logprob_bits(alone));
+    }
     // Both streamed, b's first token at the fifth step.
     assert_eq!(seen.iter().filter(|e| e.request == 1).count(), 8);
     assert_eq!(seen[4].request, 0);
