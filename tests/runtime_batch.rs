@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use common::*;
-use trtllm_minitron::generation::{Flow, GenerationBackend, Request, SamplingParams};
+use trtllm_minitron::generation::{Flow, Generated, GenerationBackend, Request, SamplingParams};
 use trtllm_minitron::runtime::generate::Batch;
 use trtllm_minitron::runtime::model::Model;
 
@@ -67,17 +67,24 @@ fn a_request_admitted_mid_decode_continues_as_it_would_alone() {
     assert_eq!(results[1].logprobs.len(), 8);
     assert_eq!(results[1].generation_logits.len(), 8);
     // Bit-identical, not merely close: the batch must not change the sums.
-    let bits = |v: &[Vec<f32>]| -> Vec<Vec<u32>> {
-        v.iter()
-            .map(|r| r.iter().map(|x| x.to_bits()).collect())
-            .collect()
-    };
-    for (batched, alone) in [(&results[0], &a_alone), (&results[1], &b_alone)] {
-        assert_eq!(bits(&batched.generation_logits), bits(&alone.generation_logits));
-        let logprob_bits = |r: &trtllm_minitron::generation::Generated| -> Vec<u32> {
-            r.logprobs.iter().map(|x| x.to_bits()).collect()
+    for (request, batched, alone) in [("a", &results[0], &a_alone), ("b", &results[1], &b_alone)] {
+        let rows = |g: &Generated| {
+            g.generation_logits
+                .iter()
+                .chain([&g.logprobs])
+                .cloned()
+                .collect::<Vec<_>>()
         };
-        assert_eq!(logprob_bits(batched), logprob_bits(alone));
+        let (got, want) = (rows(batched), rows(alone));
+        assert_eq!(got.len(), want.len());
+        for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+            let first = g.iter().zip(w).position(|(x, y)| x.to_bits() != y.to_bits());
+            assert!(
+                g.len() == w.len() && first.is_none(),
+                "request {request}, row {step} (the last row holds the log-probabilities): \
+                 element {first:?} differs batched and alone"
+            );
+        }
     }
     // Both streamed, b's first token at the fifth step.
     assert_eq!(seen.iter().filter(|e| e.request == 1).count(), 8);

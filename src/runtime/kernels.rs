@@ -356,9 +356,12 @@ mod tests {
     /// the tokens they get alone.
     #[test]
     fn every_row_is_bit_identical_alone_and_in_any_batch() {
-        let (k, m) = (700, 77);
         let pools = [Pool::new(1), Pool::new(3)];
-        for isa in Isa::supported() {
+        // Odd sizes (tails everywhere) and the demo model's, all multiples of 16.
+        for (isa, (k, m)) in Isa::supported()
+            .into_iter()
+            .flat_map(|i| [(700, 77), (192, 256), (768, 192)].map(|s| (i, s)))
+        {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
                 let wf: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
