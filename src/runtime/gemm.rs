@@ -20,9 +20,12 @@ use super::dot_order::{self as order, ROWS};
 use super::kernels::{Isa, MatRef, decode_row};
 use super::pool::{Chunks, Pool, split};
 
-/// Inputs per block: a tile's 4 weight rows (8 KiB) and T tokens (12 KiB) of
-/// it stay in L1 while the tile runs.
-pub const KC: usize = 256;
+/// Inputs per block. A tile streams its 4 weight rows (16 KiB widened) and
+/// T tokens (24 KiB with AVX-512) of a block from L1/L2; the lane sums that
+/// carry each output from block to block are reloaded once per block, so
+/// larger blocks reload them less (on this kind of machine 1024 ran the 4B
+/// shapes 10-20% faster than 256, see scripts/BENCHMARKS.md).
+pub const KC: usize = 1024;
 /// Weight rows a thread claims at a time (their packed block of KC inputs,
 /// 128 KiB, stays in L2 while every token tile passes over it).
 pub const MC: usize = 32;

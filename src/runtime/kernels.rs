@@ -316,6 +316,8 @@ mod tests {
             (7, 300, 70),
             (13, 257, 33),
             (25, 520, 200),
+            // More than one block of gemm::KC inputs, with a tail.
+            (9, 2 * gemm::KC + 37, 45),
         ];
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
@@ -357,10 +359,11 @@ mod tests {
     #[test]
     fn every_row_is_bit_identical_alone_and_in_any_batch() {
         let pools = [Pool::new(1), Pool::new(3)];
-        // Odd sizes (tails everywhere) and the demo model's, all multiples of 16.
+        // Odd sizes (tails everywhere), the demo model's (all multiples of 16),
+        // and more than one block of gemm::KC inputs.
         for (isa, (k, m)) in Isa::supported()
             .into_iter()
-            .flat_map(|i| [(700, 77), (192, 256), (768, 192)].map(|s| (i, s)))
+            .flat_map(|i| [(700, 77), (192, 256), (768, 192), (2 * gemm::KC + 37, 45)].map(|s| (i, s)))
         {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
                 let wf: Vec<f32> = (0..m * k)
