@@ -70,7 +70,7 @@ pub fn tile(
     first: bool,
 ) {
     let l = lanes(isa);
-    assert!(kp % l == 0 && w.len() >= ROWS * kp && x.len() >= tokens * kp);
+    assert!(kp.is_multiple_of(l) && w.len() >= ROWS * kp && x.len() >= tokens * kp);
     assert!(partial.len() >= (tokens - 1) * ldp + ROWS * l);
     match isa {
         #[cfg(target_arch = "x86_64")]
