@@ -289,6 +289,15 @@ mod tests {
         (((i * 7 + salt * 13) % 23) as f32 - 11.0) / 64.0
     }
 
+    fn weights(bytes: &[u8], dtype: DType, rows: usize, cols: usize) -> MatRef<'_> {
+        MatRef {
+            dtype,
+            rows,
+            cols,
+            data: bytes,
+        }
+    }
+
     fn stored(values: &[f32], dtype: DType) -> Vec<u8> {
         let mut bytes = Vec::new();
         crate::dtype::cast::append_converted(
@@ -325,12 +334,7 @@ mod tests {
                     let x: Vec<f32> = (0..n * k).map(|i| value(i, 1) * 3.0).collect();
                     let wf: Vec<f32> = (0..m * k).map(|i| value(i, 2)).collect();
                     let bytes = stored(&wf, dtype);
-                    let w = MatRef {
-                        dtype,
-                        rows: m,
-                        cols: k,
-                        data: &bytes,
-                    };
+                    let w = weights(&bytes, dtype, m, k);
                     for pool in &pools {
                         let mut y = vec![f32::NAN; n * m];
                         matmul_on(pool, isa, &x, n, w, &mut y);
@@ -370,12 +374,7 @@ mod tests {
                     .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
                     .collect();
                 let bytes = stored(&wf, dtype);
-                let w = MatRef {
-                    dtype,
-                    rows: m,
-                    cols: k,
-                    data: &bytes,
-                };
+                let w = weights(&bytes, dtype, m, k);
                 // Irregular activations, so that the order of the sums shows.
                 let n = 530;
                 let x: Vec<f32> = (0..n * k)

@@ -53,194 +53,127 @@ pub fn tile(
     }
 }
 
-/// Lanes of four rows at a time; the inputs' last partial vector comes from a
-/// zero-padded copy (of x, and of each row's last elements).
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn rows512<E: Elem>(data: &[u8], x: &[f32], y: &mut [f32]) {
-    const L: usize = 16;
-    let k = x.len();
-    let (full, rest) = (k / L, k % L);
-    let mut x_tail = [0f32; L];
-    x_tail[..rest].copy_from_slice(&x[full * L..]);
-    let row_bytes = k * E::SIZE;
-    let mut r0 = 0;
-    while r0 < y.len() {
-        let n = ROWS.min(y.len() - r0);
-        let base = data[r0 * row_bytes..].as_ptr();
-        let mut acc = [_mm512_setzero_ps(); ROWS];
-        for v in 0..full {
-            // SAFETY: inputs v*16..v*16+16 < k of x and of rows r0..r0+n.
-            unsafe {
-                let xv = _mm512_loadu_ps(x.as_ptr().add(v * L));
-                for (r, a) in acc.iter_mut().enumerate().take(n) {
-                    *a = _mm512_fmadd_ps(E::load16(base.add(r * row_bytes + v * L * E::SIZE)), xv, *a);
+/// The row kernel and the register tile for one vector width: the same code
+/// for AVX-512 (16 lanes) and AVX2 (8), each compiled with its own target
+/// features (a generic function could not carry them).
+macro_rules! kernels {
+    (
+        features: $features:literal, lanes: $lanes:literal, vector: $v:ty,
+        zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
+        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident $(,)?
+    ) => {
+        /// Lanes of four rows at a time; the inputs' last partial vector comes
+        /// from a zero-padded copy (of x, and of each row's last elements).
+        ///
+        /// # Safety
+        /// `data` holds `y.len()` rows of `x.len()` elements; the CPU has the
+        /// features named.
+        #[target_feature(enable = $features)]
+        unsafe fn $rows<E: Elem>(data: &[u8], x: &[f32], y: &mut [f32]) {
+            const L: usize = $lanes;
+            let k = x.len();
+            let (full, rest) = (k / L, k % L);
+            let mut x_tail = [0f32; L];
+            x_tail[..rest].copy_from_slice(&x[full * L..]);
+            let row_bytes = k * E::SIZE;
+            let mut r0 = 0;
+            while r0 < y.len() {
+                let n = ROWS.min(y.len() - r0);
+                let base = data[r0 * row_bytes..].as_ptr();
+                let mut acc: [$v; ROWS] = [$zero(); ROWS];
+                for v in 0..full {
+                    // SAFETY: inputs v*L..v*L+L < k of x and of rows r0..r0+n.
+                    unsafe {
+                        let xv = $loadu(x.as_ptr().add(v * L));
+                        for (r, a) in acc.iter_mut().enumerate().take(n) {
+                            *a = $fmadd(E::$widen(base.add(r * row_bytes + v * L * E::SIZE)), xv, *a);
+                        }
+                    }
+                }
+                if rest > 0 {
+                    // SAFETY: x_tail has L floats.
+                    let xv = unsafe { $loadu(x_tail.as_ptr()) };
+                    for (r, a) in acc.iter_mut().enumerate().take(n) {
+                        let mut w_tail = [0u8; L * 4];
+                        let start = (r0 + r) * row_bytes + full * L * E::SIZE;
+                        w_tail[..rest * E::SIZE].copy_from_slice(&data[start..start + rest * E::SIZE]);
+                        // SAFETY: w_tail holds L elements of any dtype.
+                        *a = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, xv, *a);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate().take(n) {
+                    let mut lanes = [0f32; L];
+                    // SAFETY: lanes has L floats.
+                    unsafe { $storeu(lanes.as_mut_ptr(), *a) };
+                    y[r0 + r] = reduce($isa, &lanes);
+                }
+                r0 += n;
+            }
+        }
+
+        /// Four packed rows x T tokens (with AVX-512 at T = 6, 24 accumulators).
+        ///
+        /// # Safety
+        /// `w`: `kp * 4` floats `[vector][row][L]`; `x`: `kp * T` floats
+        /// `[vector][token][L]`; `p`: T rows of 4 x L floats at stride `ldp`;
+        /// the CPU has the features named.
+        #[target_feature(enable = $features)]
+        unsafe fn $tile<const T: usize>(
+            kp: usize,
+            w: *const f32,
+            x: *const f32,
+            p: *mut f32,
+            ldp: usize,
+            first: bool,
+        ) {
+            const L: usize = $lanes;
+            let mut acc: [[$v; ROWS]; T] = [[$zero(); ROWS]; T];
+            if !first {
+                for (t, row) in acc.iter_mut().enumerate() {
+                    for (r, a) in row.iter_mut().enumerate() {
+                        // SAFETY: the caller's contract.
+                        *a = unsafe { $loadu(p.add(t * ldp + r * L)) };
+                    }
+                }
+            }
+            let (mut w, mut x) = (w, x);
+            for _ in 0..kp / L {
+                // SAFETY (block): the caller's contract; both panels are read front to back.
+                unsafe {
+                    let wv = [
+                        $loadu(w),
+                        $loadu(w.add(L)),
+                        $loadu(w.add(2 * L)),
+                        $loadu(w.add(3 * L)),
+                    ];
+                    for (t, row) in acc.iter_mut().enumerate() {
+                        let xv = $loadu(x.add(t * L));
+                        for (a, wr) in row.iter_mut().zip(wv) {
+                            *a = $fmadd(wr, xv, *a);
+                        }
+                    }
+                    w = w.add(ROWS * L);
+                    x = x.add(T * L);
+                }
+            }
+            for (t, row) in acc.iter().enumerate() {
+                for (r, a) in row.iter().enumerate() {
+                    // SAFETY: the caller's contract.
+                    unsafe { $storeu(p.add(t * ldp + r * L), *a) };
                 }
             }
         }
-        if rest > 0 {
-            // SAFETY: x_tail has 16 floats.
-            let xv = unsafe { _mm512_loadu_ps(x_tail.as_ptr()) };
-            for (r, a) in acc.iter_mut().enumerate().take(n) {
-                let mut w_tail = [0u8; L * 4];
-                let start = (r0 + r) * row_bytes + full * L * E::SIZE;
-                w_tail[..rest * E::SIZE].copy_from_slice(&data[start..start + rest * E::SIZE]);
-                // SAFETY: w_tail holds 16 elements of any dtype.
-                *a = _mm512_fmadd_ps(unsafe { E::load16(w_tail.as_ptr()) }, xv, *a);
-            }
-        }
-        for (r, a) in acc.iter().enumerate().take(n) {
-            let mut lanes = [0f32; L];
-            // SAFETY: lanes has 16 floats.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *a) };
-            y[r0 + r] = reduce(Isa::Avx512, &lanes);
-        }
-        r0 += n;
-    }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rows256<E: Elem>(data: &[u8], x: &[f32], y: &mut [f32]) {
-    const L: usize = 8;
-    let k = x.len();
-    let (full, rest) = (k / L, k % L);
-    let mut x_tail = [0f32; L];
-    x_tail[..rest].copy_from_slice(&x[full * L..]);
-    let row_bytes = k * E::SIZE;
-    let mut r0 = 0;
-    while r0 < y.len() {
-        let n = ROWS.min(y.len() - r0);
-        let base = data[r0 * row_bytes..].as_ptr();
-        let mut acc = [_mm256_setzero_ps(); ROWS];
-        for v in 0..full {
-            // SAFETY: inputs v*8..v*8+8 < k of x and of rows r0..r0+n.
-            unsafe {
-                let xv = _mm256_loadu_ps(x.as_ptr().add(v * L));
-                for (r, a) in acc.iter_mut().enumerate().take(n) {
-                    *a = _mm256_fmadd_ps(E::load8(base.add(r * row_bytes + v * L * E::SIZE)), xv, *a);
-                }
-            }
-        }
-        if rest > 0 {
-            // SAFETY: x_tail has 8 floats.
-            let xv = unsafe { _mm256_loadu_ps(x_tail.as_ptr()) };
-            for (r, a) in acc.iter_mut().enumerate().take(n) {
-                let mut w_tail = [0u8; L * 4];
-                let start = (r0 + r) * row_bytes + full * L * E::SIZE;
-                w_tail[..rest * E::SIZE].copy_from_slice(&data[start..start + rest * E::SIZE]);
-                // SAFETY: w_tail holds 8 elements of any dtype.
-                *a = _mm256_fmadd_ps(unsafe { E::load8(w_tail.as_ptr()) }, xv, *a);
-            }
-        }
-        for (r, a) in acc.iter().enumerate().take(n) {
-            let mut lanes = [0f32; L];
-            // SAFETY: lanes has 8 floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
-            y[r0 + r] = reduce(Isa::Avx2, &lanes);
-        }
-        r0 += n;
-    }
+kernels! {
+    features: "avx512f,avx2,fma,f16c", lanes: 16, vector: __m512,
+    zero: _mm512_setzero_ps, loadu: _mm512_loadu_ps, storeu: _mm512_storeu_ps, fmadd: _mm512_fmadd_ps,
+    widen: load16, isa: Isa::Avx512, rows: rows512, tile: tile512,
 }
 
-/// Four packed rows x T tokens, 16 lanes each (24 accumulators at T = 6).
-///
-/// # Safety
-/// `w`: `kp * 4` floats `[vector][row][16]`; `x`: `kp * T` floats
-/// `[vector][token][16]`; `p`: T rows of 4 x 16 floats at stride `ldp`;
-/// AVX-512F present.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn tile512<const T: usize>(
-    kp: usize,
-    w: *const f32,
-    x: *const f32,
-    p: *mut f32,
-    ldp: usize,
-    first: bool,
-) {
-    const L: usize = 16;
-    let mut acc = [[_mm512_setzero_ps(); ROWS]; T];
-    if !first {
-        for (t, row) in acc.iter_mut().enumerate() {
-            for (r, a) in row.iter_mut().enumerate() {
-                // SAFETY: the caller's contract.
-                *a = unsafe { _mm512_loadu_ps(p.add(t * ldp + r * L)) };
-            }
-        }
-    }
-    let (mut w, mut x) = (w, x);
-    for _ in 0..kp / L {
-        // SAFETY (block): the caller's contract; both panels are read front to back.
-        unsafe {
-            let wv = [
-                _mm512_loadu_ps(w),
-                _mm512_loadu_ps(w.add(L)),
-                _mm512_loadu_ps(w.add(2 * L)),
-                _mm512_loadu_ps(w.add(3 * L)),
-            ];
-            for (t, row) in acc.iter_mut().enumerate() {
-                let xv = _mm512_loadu_ps(x.add(t * L));
-                for (a, wr) in row.iter_mut().zip(wv) {
-                    *a = _mm512_fmadd_ps(wr, xv, *a);
-                }
-            }
-            w = w.add(ROWS * L);
-            x = x.add(T * L);
-        }
-    }
-    for (t, row) in acc.iter().enumerate() {
-        for (r, a) in row.iter().enumerate() {
-            // SAFETY: the caller's contract.
-            unsafe { _mm512_storeu_ps(p.add(t * ldp + r * L), *a) };
-        }
-    }
-}
-
-/// Four packed rows x T tokens, 8 lanes each.
-///
-/// # Safety
-/// As for `tile512` with 8 lanes; AVX2 and FMA present.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile256<const T: usize>(
-    kp: usize,
-    w: *const f32,
-    x: *const f32,
-    p: *mut f32,
-    ldp: usize,
-    first: bool,
-) {
-    const L: usize = 8;
-    let mut acc = [[_mm256_setzero_ps(); ROWS]; T];
-    if !first {
-        for (t, row) in acc.iter_mut().enumerate() {
-            for (r, a) in row.iter_mut().enumerate() {
-                // SAFETY: the caller's contract.
-                *a = unsafe { _mm256_loadu_ps(p.add(t * ldp + r * L)) };
-            }
-        }
-    }
-    let (mut w, mut x) = (w, x);
-    for _ in 0..kp / L {
-        // SAFETY (block): the caller's contract; both panels are read front to back.
-        unsafe {
-            let wv = [
-                _mm256_loadu_ps(w),
-                _mm256_loadu_ps(w.add(L)),
-                _mm256_loadu_ps(w.add(2 * L)),
-                _mm256_loadu_ps(w.add(3 * L)),
-            ];
-            for (t, row) in acc.iter_mut().enumerate() {
-                let xv = _mm256_loadu_ps(x.add(t * L));
-                for (a, wr) in row.iter_mut().zip(wv) {
-                    *a = _mm256_fmadd_ps(wr, xv, *a);
-                }
-            }
-            w = w.add(ROWS * L);
-            x = x.add(T * L);
-        }
-    }
-    for (t, row) in acc.iter().enumerate() {
-        for (r, a) in row.iter().enumerate() {
-            // SAFETY: the caller's contract.
-            unsafe { _mm256_storeu_ps(p.add(t * ldp + r * L), *a) };
-        }
-    }
+kernels! {
+    features: "avx2,fma,f16c", lanes: 8, vector: __m256,
+    zero: _mm256_setzero_ps, loadu: _mm256_loadu_ps, storeu: _mm256_storeu_ps, fmadd: _mm256_fmadd_ps,
+    widen: load8, isa: Isa::Avx2, rows: rows256, tile: tile256,
 }
