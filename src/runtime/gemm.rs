@@ -18,7 +18,7 @@ use std::cell::RefCell;
 
 use super::dot_order::{self as order, ROWS};
 use super::kernels::{Isa, MatRef, decode_row};
-use super::pool::{Chunks, Pool, split};
+use super::pool::{Chunks, Pool, SharedOut, split};
 
 /// Inputs per block. A tile streams its 4 weight rows (16 KiB widened) and
 /// T tokens (24 KiB with AVX-512) of a block from L1/L2; the lane sums that
@@ -79,21 +79,19 @@ pub fn product(pool: &Pool, threads: usize, isa: Isa, x: &[f32], n: usize, w: Ma
     let run = |job: &(dyn Fn(usize) + Sync)| if threads == 1 { job(0) } else { pool.run(job) };
     INPUTS.with_borrow_mut(|packed| {
         packed.resize(tiles * t_max * layout.kp, 0.0);
-        let dst = Shared(packed.as_mut_ptr());
+        let dst = SharedOut::new(packed);
         run(&|index| {
             let (a, b) = split(tiles, 1, index, threads);
             for tile in a..b {
                 let tb = tile * t_max;
                 let tn = t_max.min(n - tb);
                 // SAFETY: each tile's packed range is written by one thread only.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(dst.get().add(layout.at(tile, 0, tn)), tn * layout.kp)
-                };
+                let out = unsafe { dst.range(layout.at(tile, 0, tn), tn * layout.kp) };
                 pack_inputs(&x[tb * k..(tb + tn) * k], k, tn, lanes, out);
             }
         });
         let inputs: &[f32] = packed;
-        let out = Shared(y.as_mut_ptr());
+        let out = SharedOut::new(y);
         let blocks = Chunks::new(m, MC);
         run(&|_| {
             while let Some((o0, o1)) = blocks.claim() {
@@ -123,22 +121,6 @@ fn pack_inputs(x: &[f32], k: usize, tokens: usize, lanes: usize, out: &mut [f32]
     }
 }
 
-/// A pointer that parallel jobs write through in disjoint ranges.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-
-// SAFETY: only a pointer; every user writes a range no other thread touches.
-unsafe impl Sync for Shared {}
-// SAFETY: as above.
-unsafe impl Send for Shared {}
-
-impl Shared {
-    /// (A method, so that closures capture the `Sync` wrapper, not the pointer.)
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// Outputs of weight rows `o0..o1` for all `n` tokens.
 ///
 /// # Safety
@@ -152,7 +134,7 @@ unsafe fn block(
     w: MatRef<'_>,
     o0: usize,
     o1: usize,
-    out: Shared,
+    out: SharedOut,
 ) {
     let lanes = order::lanes(isa);
     let t_max = layout.t_max;

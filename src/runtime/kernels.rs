@@ -109,13 +109,13 @@ pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &
     }
     // Threads claim runs of rows (about eight per thread, whole cache lines of
     // y): each run is a long sequential stream of weights.
-    let out = y.as_mut_ptr() as usize;
+    let out = pool::SharedOut::new(y);
     let chunks = pool::Chunks::new(m, (m / (threads * 8)).next_multiple_of(16));
     let es = w.dtype.size();
     let part = |_: usize| {
         while let Some((a, b)) = chunks.claim() {
             // SAFETY: claimed ranges are disjoint parts of y, which outlives the region.
-            let ys = unsafe { std::slice::from_raw_parts_mut((out as *mut f32).add(a), b - a) };
+            let ys = unsafe { out.range(a, b - a) };
             dot_order::rows(isa, &w.data[a * k * es..b * k * es], w.dtype, x, ys);
         }
     };

@@ -10,13 +10,15 @@
 
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
 use crate::runtime::checkpoint::{Checkpoint, TensorLoc};
 use crate::runtime::kernels::{MatRef, decode_row, dot, layer_norm, matmul};
+use crate::runtime::pool::{self, Chunks, Pool, SharedOut};
 use crate::trtllm::mapping::Parallelism;
+
+/// Below this many multiply-adds, attention runs on the calling thread alone.
+const PARALLEL_ATTENTION_MACS: usize = 1 << 15;
 
 pub struct Model {
     pub checkpoint: Checkpoint,
@@ -313,6 +315,18 @@ impl SelfAttention {
     /// RoPE on q and k, appends k/v to the caches' `slot`, then causal
     /// attention for every row and local query head. Returns `[n, q_heads * head_dim]`.
     fn forward(&self, qkv: &mut [f32], rows: &[Row], caches: &mut [KvCache], slot: usize) -> Vec<f32> {
+        self.forward_on(pool::global(), qkv, rows, caches, slot)
+    }
+
+    /// `forward` on a given pool.
+    fn forward_on(
+        &self,
+        pool: &Pool,
+        qkv: &mut [f32],
+        rows: &[Row],
+        caches: &mut [KvCache],
+        slot: usize,
+    ) -> Vec<f32> {
         let d = self.head_dim;
         let (qh, kvh) = (self.q_heads, self.kv_heads);
         let width = (qh + 2 * kvh) * d;
@@ -326,7 +340,9 @@ impl SelfAttention {
         let group = qh / kvh;
         let mut out = vec![0f32; rows.len() * qh * d];
         let caches = &*caches;
-        out.par_chunks_mut(d).enumerate().for_each(|(i, o)| {
+        // One (row, head) at a time: its scores over the row's span, then the
+        // weighted values, into its own d outputs.
+        let attend = |i: usize, o: &mut [f32]| {
             let (ri, head) = (i / qh, i % qh);
             let row = rows[ri];
             let q = &qkv[ri * width + head * d..ri * width + (head + 1) * d];
@@ -350,7 +366,27 @@ impl SelfAttention {
                     *oj += w * vj;
                 }
             }
-        });
+        };
+        // On the kernels' pool (a second pool, rayon's, would compete with its
+        // spinning workers for the cores); a short decode step stays serial.
+        let items = rows.len() * qh;
+        let work: usize = rows.iter().map(|r| (r.pos + 1) * qh * d).sum();
+        if work < PARALLEL_ATTENTION_MACS || pool.threads() == 1 {
+            for (i, o) in out.chunks_exact_mut(d).enumerate() {
+                attend(i, o);
+            }
+        } else {
+            let shared = SharedOut::new(&mut out);
+            let chunks = Chunks::new(items, items.div_ceil(pool.threads() * 8));
+            pool.run(&|_| {
+                while let Some((a, b)) = chunks.claim() {
+                    for i in a..b {
+                        // SAFETY: claimed ranges are disjoint; `out` outlives the region.
+                        attend(i, unsafe { shared.range(i * d, d) });
+                    }
+                }
+            });
+        }
         out
     }
 
@@ -495,5 +531,54 @@ impl KvCache {
 fn add_into(acc: &mut [f32], x: &[f32]) {
     for (a, b) in acc.iter_mut().zip(x) {
         *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention split over threads gives every (row, head) exactly what the
+    /// calling thread alone gives it: two sequences, one prefilling 40 rows
+    /// (enough work to go parallel), one decoding.
+    #[test]
+    fn attention_is_the_same_on_one_thread_and_on_three() {
+        let attention = SelfAttention {
+            q_heads: 4,
+            kv_heads: 2,
+            head_dim: 16,
+            rotary_dim: 8,
+            inv_freq: (0..4).map(|j| 1.0 / 10000f64.powf(j as f64 / 4.0)).collect(),
+        };
+        let width = (4 + 2 * 2) * 16;
+        let mut rows: Vec<Row> = (0..40)
+            .map(|pos| Row {
+                seq: 0,
+                token: 0,
+                pos,
+            })
+            .collect();
+        rows.push(Row {
+            seq: 1,
+            token: 0,
+            pos: 7,
+        });
+        let qkv: Vec<f32> = (0..rows.len() * width)
+            .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 300.0)
+            .collect();
+        let run = |pool: &Pool| {
+            let cache = |len: usize| KvCache {
+                keys: vec![vec![0.25; len * 2 * 16]],
+                values: vec![(0..len * 2 * 16).map(|i| (i % 13) as f32 / 13.0).collect()],
+                len,
+            };
+            let mut caches = [cache(0), cache(7)];
+            attention.forward_on(pool, &mut qkv.clone(), &rows, &mut caches, 0)
+        };
+        let alone = run(&Pool::new(1));
+        let shared = run(&Pool::new(3));
+        assert!(alone.iter().all(|v| v.is_finite()) && alone.iter().any(|&v| v != 0.0));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&alone), bits(&shared));
     }
 }

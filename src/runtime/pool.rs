@@ -242,6 +242,37 @@ impl Chunks {
     }
 }
 
+/// An output that the threads of one region write through in disjoint ranges.
+#[derive(Clone, Copy)]
+pub struct SharedOut(*mut f32);
+
+// SAFETY: only a pointer; every user writes a range no other thread touches.
+unsafe impl Sync for SharedOut {}
+// SAFETY: as above.
+unsafe impl Send for SharedOut {}
+
+impl SharedOut {
+    pub fn new(out: &mut [f32]) -> SharedOut {
+        SharedOut(out.as_mut_ptr())
+    }
+
+    /// The pointer (a method, so that closures capture the `Sync` wrapper).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+
+    /// Elements `at..at + len`.
+    ///
+    /// # Safety
+    /// Within the slice given to `new`, which must outlive the use; no other
+    /// thread may touch these elements meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
+    }
+}
+
 /// The part `[start, end)` of `0..len` that thread `index` of `threads` takes:
 /// contiguous, sizes differing by at most `align` (starts are multiples of it).
 pub fn split(len: usize, align: usize, index: usize, threads: usize) -> (usize, usize) {
