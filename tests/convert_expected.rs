@@ -121,3 +121,80 @@ fn default_dtype_is_the_checkpoints_own() {
         "default dtype",
     );
 }
+
+/// Drops a directory's file pages from the page cache (where the filesystem does).
+fn evict(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        let len = file.metadata().unwrap().len();
+        trtllm_minitron::convert::page_cache::release(&file, 0..len);
+    }
+}
+
+/// Whether this filesystem opens files with O_DIRECT (tmpfs before Linux 6.6 does not).
+fn takes_o_direct(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    cfg!(target_os = "linux")
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .is_ok()
+}
+
+#[test]
+fn cold_and_cached_sources_convert_to_the_same_bytes() {
+    // Both weight formats, a cast and a tp split with column cuts.
+    for (name, dtype, tp, weights) in [
+        ("gqa-headdim-bf16", "bfloat16", 2, "model.safetensors"),
+        ("bin-f32", "float16", 5, "pytorch_model.bin"),
+    ] {
+        let expected = fixtures().join(format!("expected/{name}/{dtype}-tp{tp}-pp1"));
+        assert!(expected.is_dir(), "fixture {}", expected.display());
+        let (_src_tmp, src) = copy_model(name);
+        let weights = src.join(weights);
+        assert!(weights.is_file(), "{}", weights.display());
+        let out_root = tempfile::tempdir().unwrap();
+        for state in ["cold", "cached"] {
+            let what = format!("{name} {dtype} tp{tp}, {state} source");
+            if state == "cold" {
+                evict(&src);
+            } else {
+                std::fs::read(&weights).unwrap();
+            }
+            let out = out_root.path().join(state);
+            let tp = tp.to_string();
+            let run = cli(&[
+                "convert",
+                "--model",
+                src.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+                "--dtype",
+                dtype,
+                "--tp-size",
+                &tp,
+                "--json",
+            ]);
+            assert!(run.status.success(), "{what}: {}", stderr(&run));
+            let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+            let reads = &report["source_reads"];
+            let (direct, buffered) = (
+                reads["direct_bytes"].as_u64().unwrap(),
+                reads["buffered_bytes"].as_u64().unwrap(),
+            );
+            assert!(direct + buffered > 0, "{what}: {report}");
+            if state == "cached" {
+                assert_eq!(direct, 0, "{what}: a cached source is read from the cache");
+            } else if takes_o_direct(&weights) {
+                assert!(
+                    direct > buffered,
+                    "{what}: a cold source is read with O_DIRECT: {reads}"
+                );
+            }
+            compare_rank_files(&expected, &out, tp.parse().unwrap(), &what);
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub struct ConvertArgs {
     /// holding anything else is never replaced).
     #[arg(long)]
     pub force: bool,
-    /// Rank files written at once [default: number of cores].
+    /// Threads that cut, cast and write the rank files (one more reads the source) [default: number of cores].
     #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub jobs: Option<usize>,
     /// Print a machine-readable summary on stdout.

@@ -1,17 +1,20 @@
 //! `convert`: a Hugging Face Nemotron checkpoint to a TensorRT-LLM checkpoint
-//! directory (`config.json` + `rank{r}.safetensors`), streamed from memory-mapped
-//! inputs, ranks written in parallel, output staged and renamed into place.
+//! directory (`config.json` + `rank{r}.safetensors`). The source is read once,
+//! front to back, and streamed into every rank file at once; the output is staged
+//! and renamed into place.
 
 pub mod cache;
-pub mod rank_writer;
+pub mod copy_plan;
+pub mod page_cache;
+pub mod rank_files;
+pub mod source_reader;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::DType;
-use crate::cancel::Cancel;
 use crate::error::{Error, IoContext, Result};
 use crate::hf::config::NemotronConfig;
 use crate::hf::layout::check_weights;
@@ -26,7 +29,8 @@ use crate::trtllm::conversion_manifest::{
 };
 use crate::trtllm::mapping::Parallelism;
 use crate::trtllm::plan::plan_ranks;
-use rank_writer::{RankSummary, write_rank};
+use copy_plan::{SourceTable, plan_copies};
+use rank_files::{RankLayout, RankSummary};
 
 /// Files copied next to the converted checkpoint so later commands find the tokenizer.
 pub const TOKENIZER_FILES: [&str; 5] = [
@@ -49,12 +53,12 @@ pub struct ConvertOptions {
     pub dtype: Option<DType>,
     pub parallelism: Parallelism,
     pub force: bool,
-    /// Ranks written at once (each also uses a writer thread).
+    /// Threads that cut, cast and write (one more reads the source).
     pub jobs: usize,
 }
 
 impl ConvertOptions {
-    /// `jobs` when not given: one rank file per core.
+    /// `jobs` when not given: one worker per core.
     pub fn default_jobs() -> usize {
         std::thread::available_parallelism().map(usize::from).unwrap_or(2)
     }
@@ -71,6 +75,8 @@ pub struct ConvertReport {
     pub tp_size: usize,
     pub pp_size: usize,
     pub source_bytes: u64,
+    /// How the weight bytes were read (O_DIRECT from disk, or through the page cache).
+    pub source_reads: stream::SourceReads,
     pub bytes_written: u64,
     pub seconds: f64,
     pub ranks: Vec<RankSummary>,
@@ -92,6 +98,14 @@ impl std::fmt::Display for ConvertReport {
             gb,
             self.seconds,
             gb / self.seconds.max(1e-9)
+        )?;
+        let reads = &self.source_reads;
+        writeln!(
+            f,
+            "read {:.2} GB of weights: {:.2} GB straight from disk, {:.2} GB through the page cache",
+            (reads.direct_bytes + reads.buffered_bytes) as f64 / 1e9,
+            reads.direct_bytes as f64 / 1e9,
+            reads.buffered_bytes as f64 / 1e9
         )?;
         if !self.tokenizer_files.is_empty() {
             writeln!(f, "copied {}", self.tokenizer_files.join(", "))?;
@@ -156,13 +170,18 @@ pub fn convert_checked(
     json_file::write(&dir.join(CONFIG_FILE), &config)?;
 
     let plans = plan_ranks(&checked.config, par);
-    let total: u64 = plans
-        .iter()
-        .flat_map(|p| &p.tensors)
-        .map(|t| (t.elements() * dtype.size()) as u64)
-        .sum();
+    let layouts: Vec<RankLayout> = plans.iter().map(|p| RankLayout::new(p, dtype)).collect();
+    let copy = plan_copies(&plans, &layouts, &SourceTable::of(&checked.store), dtype)?;
+    let total: u64 = layouts.iter().map(|l| l.len - l.header.len() as u64).sum();
     progress.begin("converting", total);
-    let ranks = write_ranks_in_parallel(&plans, &checked.store, dtype, dir, options.jobs, progress, stop)?;
+    let job = stream::Job {
+        layouts: &layouts,
+        copy: &copy,
+        store: &checked.store,
+        dtype,
+        tuning: stream::Tuning::with_workers(options.jobs),
+    };
+    let (ranks, source_reads) = stream::write_rank_files(&job, dir, progress, stop)?;
     progress.finish();
 
     let mut tokenizer_files = Vec::new();
@@ -215,6 +234,7 @@ pub fn convert_checked(
         tp_size: par.tp,
         pp_size: par.pp,
         source_bytes: checked.store.total_bytes(),
+        source_reads,
         bytes_written: ranks.iter().map(|r| r.bytes).sum(),
         seconds: started.elapsed().as_secs_f64(),
         ranks,
@@ -234,54 +254,6 @@ fn refuse_output_inside_source(source: &Path, output: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn write_ranks_in_parallel(
-    plans: &[crate::trtllm::plan::RankPlan],
-    store: &WeightStore,
-    dtype: DType,
-    dir: &Path,
-    jobs: usize,
-    progress: &dyn Progress,
-    stop: &AtomicBool,
-) -> Result<Vec<RankSummary>> {
-    let next = AtomicUsize::new(0);
-    let cancel = Cancel::new(stop);
-    let results: Mutex<Vec<(usize, Result<RankSummary>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, plans.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= plans.len() || cancel.is_set() {
-                        break;
-                    }
-                    let result = write_rank(&plans[i], store, dtype, dir, progress, &cancel);
-                    if result.is_err() {
-                        cancel.trip();
-                    }
-                    if let Ok(mut r) = results.lock() {
-                        r.push((i, result));
-                    }
-                }
-            });
-        }
-    });
-    let mut results = results
-        .into_inner()
-        .map_err(|_| Error::InvalidOutput("a rank writer panicked".into()))?;
-    results.sort_by_key(|(i, _)| *i);
-    // Report the root cause, not the ranks that stopped because of it.
-    if let Some(pos) = results
-        .iter()
-        .position(|(_, r)| matches!(r, Err(e) if !matches!(e, Error::Interrupted)))
-    {
-        return Err(results.swap_remove(pos).1.unwrap_err());
-    }
-    if cancel.by_user() || results.len() != plans.len() {
-        return Err(Error::Interrupted);
-    }
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 fn source_files(checked: &CheckedSource) -> Result<Vec<FileRecord>> {

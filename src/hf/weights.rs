@@ -41,7 +41,20 @@ impl WeightFormat {
 pub struct WeightFile {
     pub path: PathBuf,
     pub bytes: u64,
+    /// The open file behind `map`, for reading it with plain reads (conversion).
+    file: File,
     map: Mmap,
+}
+
+impl WeightFile {
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The whole file, memory-mapped.
+    pub fn mapped(&self) -> &[u8] {
+        &self.map
+    }
 }
 
 /// Where a tensor lives: a byte range of one file.
@@ -137,47 +150,12 @@ impl WeightStore {
         // SAFETY: the map is read-only; the checkpoint must not be modified while
         // we read it (the same contract as every mmap-based loader, torch's included).
         let map = unsafe { Mmap::map(&file) }.at(path)?;
-        let file_index = self.files.len();
-        let found: Vec<(String, TensorRef)> = if self.format_is_bin() {
-            read_torch_bin(&map)
-                .map_err(|error| Error::TorchBin {
-                    path: path.to_path_buf(),
-                    error: error.into(),
-                })?
-                .into_iter()
-                .map(|t| {
-                    (
-                        t.name,
-                        TensorRef {
-                            file: file_index,
-                            dtype: t.dtype,
-                            shape: t.shape,
-                            range: t.data,
-                        },
-                    )
-                })
-                .collect()
-        } else {
-            read_header(&map, path)?
-                .into_iter()
-                .map(|e| {
-                    let dtype = dtype_from_safetensors_name(&e.dtype).ok_or_else(|| Error::Tensor {
-                        path: path.to_path_buf(),
-                        tensor: e.name.clone(),
-                        problem: format!("dtype {} is not supported; expected BF16, F16 or F32", e.dtype),
-                    })?;
-                    Ok((
-                        e.name,
-                        TensorRef {
-                            file: file_index,
-                            dtype,
-                            shape: e.shape,
-                            range: e.range,
-                        },
-                    ))
-                })
-                .collect::<Result<_>>()?
-        };
+        // The parsers touch a few bytes here and there: without this, each touch
+        // reads megabytes around it, caching tensor data nobody asked for yet.
+        let _ = map.advise(memmap2::Advice::Random);
+        let found = self.parse_tensors(&map, path);
+        let _ = map.advise(memmap2::Advice::Normal);
+        let found = found?;
         if let Some((index_path, expected)) = index {
             let have: std::collections::BTreeSet<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
             if let Some(missing) = expected.iter().find(|n| !have.contains(n.as_str())) {
@@ -215,9 +193,55 @@ impl WeightStore {
         self.files.push(WeightFile {
             path: path.to_path_buf(),
             bytes,
+            file,
             map,
         });
         Ok(())
+    }
+
+    /// The tensors a weight file holds, as its header (safetensors) or pickle (`.bin`) says.
+    fn parse_tensors(&self, map: &[u8], path: &Path) -> Result<Vec<(String, TensorRef)>> {
+        let file_index = self.files.len();
+        Ok(if self.format_is_bin() {
+            read_torch_bin(map)
+                .map_err(|error| Error::TorchBin {
+                    path: path.to_path_buf(),
+                    error: error.into(),
+                })?
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.name,
+                        TensorRef {
+                            file: file_index,
+                            dtype: t.dtype,
+                            shape: t.shape,
+                            range: t.data,
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            read_header(map, path)?
+                .into_iter()
+                .map(|e| {
+                    let dtype = dtype_from_safetensors_name(&e.dtype).ok_or_else(|| Error::Tensor {
+                        path: path.to_path_buf(),
+                        tensor: e.name.clone(),
+                        problem: format!("dtype {} is not supported; expected BF16, F16 or F32", e.dtype),
+                    })?;
+                    Ok((
+                        e.name,
+                        TensorRef {
+                            file: file_index,
+                            dtype,
+                            shape: e.shape,
+                            range: e.range,
+                        },
+                    ))
+                })
+                .collect::<Result<_>>()?
+        })
     }
 
     fn format_is_bin(&self) -> bool {
