@@ -229,24 +229,11 @@ mod tests {
     use crate::trtllm::mapping::Parallelism;
     use crate::trtllm::plan::plan_ranks;
 
-    fn config(vocab: usize) -> NemotronConfig {
-        NemotronConfig {
-            vocab_size: vocab,
-            hidden_size: 48,
-            intermediate_size: 96,
-            num_hidden_layers: 3,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: 16,
-            max_position_embeddings: 128,
-            norm_eps: 1e-5,
-            rope_theta: 1e4,
-            partial_rotary_factor: 0.5,
-            tie_word_embeddings: false,
-            dtype: Some(DType::BF16),
-            bos_token_id: None,
-            eos_token_id: None,
-        }
+    /// H48, 4 heads of 16, 2 kv heads, 3 layers, vocab 101.
+    fn config() -> NemotronConfig {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/gqa-headdim-bf16/config.json");
+        NemotronConfig::from_file(&path).unwrap()
     }
 
     /// The expected tensors laid out in one file, in name order (as safetensors does).
@@ -288,7 +275,7 @@ mod tests {
 
     #[test]
     fn every_source_tensor_is_read_once_in_file_order() {
-        let c = config(1000);
+        let c = config();
         for (tp, pp) in [(1, 1), (2, 1), (4, 1), (1, 3), (2, 3)] {
             let (_, copy) = plan(&c, tp, pp);
             let starts: Vec<u64> = copy.reads.iter().map(|r| r.start).collect();
@@ -314,8 +301,8 @@ mod tests {
 
     #[test]
     fn vocab_padding_becomes_zero_fills_and_everything_is_tiled() {
-        // 1001 rows over tp 2: rank 1's lm_head ends with one zero row.
-        let (layouts, copy) = plan(&config(1001), 2, 1);
+        // 101 rows over tp 2: rank 1's lm_head ends with one zero row.
+        let (layouts, copy) = plan(&config(), 2, 1);
         assert_eq!(copy.zeros.len(), 1);
         let z = &copy.zeros[0];
         assert_eq!((z.output, z.len), (1, 48 * 2));
@@ -324,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_plan_that_leaves_a_gap_is_refused() {
-        let c = config(1000);
+        let c = config();
         let plans = plan_ranks(&c, Parallelism { tp: 1, pp: 1 });
         let mut layouts: Vec<_> = plans.iter().map(|p| RankLayout::new(p, DType::BF16)).collect();
         layouts[0].len += 2;
