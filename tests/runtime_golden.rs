@@ -76,7 +76,7 @@ fn check_close(what: &str, ours: &[f32], golden: &[f32], rel: f32) {
 
 /// Context logits of a whole prompt in one forward call.
 fn context_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut caches = vec![model.new_cache()];
+    let mut caches = vec![model.new_cache(0)];
     let rows: Vec<Row> = ids
         .iter()
         .enumerate()
@@ -88,7 +88,7 @@ fn context_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
 
 /// Greedy decoding one token at a time through the KV cache; also returns each step's logits.
 fn greedy(model: &Model, ids: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>) {
-    let mut caches = vec![model.new_cache()];
+    let mut caches = vec![model.new_cache(0)];
     let rows: Vec<Row> = ids
         .iter()
         .enumerate()

@@ -186,6 +186,8 @@ mod tests {
             gathers_generation_logits: generation,
             gathers_context_logits: context,
             max_seq_len: Some(64),
+            max_batch_size: Some(8),
+            max_input_len: Some(32),
         }
     }
 

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use super::api::ExecutorApi;
 use super::mapping::{decode_logits, request_spec};
 use super::router::{Event, Router};
+use super::service::ExecutorService;
 use crate::error::{Error, Result};
 use crate::generation::{
-    ContextLimit, FinishReason, Flow, Generated, GenerationBackend, Request, TokenEvent,
+    ContextLimit, FinishReason, Flow, Generated, GenerationBackend, GenerationService, Request,
+    ServiceOptions, TokenEvent,
 };
 
 /// How long `generate` sleeps between looks at the Ctrl-C flag.
@@ -31,6 +33,10 @@ pub struct ExecutorBackend<E: ExecutorApi> {
     pub context_logits_gathered: bool,
     /// The engine's `max_seq_len`, when known.
     pub context_limit: Option<ContextLimit>,
+    /// The engine's `max_batch_size` and `max_input_len`, when known: a
+    /// server's limits (with `context_limit`).
+    pub max_batch_size: Option<usize>,
+    pub max_input_len: Option<usize>,
 }
 
 fn executor_error(what: String) -> Error {
@@ -47,6 +53,8 @@ impl<E: ExecutorApi> ExecutorBackend<E> {
             response_timeout: Duration::from_secs(600),
             context_logits_gathered: true,
             context_limit: None,
+            max_batch_size: None,
+            max_input_len: None,
         }
     }
 
@@ -208,26 +216,23 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
                 let rows = decode_logits(raw, self.vocab_size).map_err(executor_error)?;
                 out.generation_logits.extend(rows);
             }
+            let tokens = step.tokens_with_logprobs(requests[i].end_id, out.output_ids.len());
             if !step.log_probs.is_empty() {
                 // Cumulative: each response lists every token's log-prob so far.
                 out.logprobs = step.log_probs;
-            }
-            let mut tokens = step.tokens;
-            if step.is_final
-                && step.finish == Some(FinishReason::EndId)
-                && let Some(end) = requests[i].end_id
-            {
-                // TensorRT-LLM stops at the end token without returning it; the
-                // reference runtime (as transformers) returns it.
-                tokens.push(end);
             }
             if !tokens.is_empty() && slot.first_token.is_none() {
                 slot.first_token = Some(Instant::now());
             }
             let mut stopped = false;
-            for &token in &tokens {
+            for (token, logprob) in tokens {
                 out.output_ids.push(token);
-                if on_token(TokenEvent { request: i, token }) == Flow::Stop {
+                if on_token(TokenEvent {
+                    request: i,
+                    token,
+                    logprob,
+                }) == Flow::Stop
+                {
                     stopped = true;
                     break;
                 }
@@ -266,5 +271,9 @@ impl<E: ExecutorApi> GenerationBackend for ExecutorBackend<E> {
                 .unwrap_or_default();
         }
         Ok(results)
+    }
+
+    fn into_service(self: Box<Self>, options: &ServiceOptions) -> Result<Box<dyn GenerationService>> {
+        Ok(Box::new(ExecutorService::start(*self, options)?))
     }
 }

@@ -40,5 +40,7 @@ pub fn open_engine(dir: &Path) -> Result<ExecutorBackend<TrtllmExecutor>> {
         tokens,
         source: "the engine's max_seq_len",
     });
+    backend.max_batch_size = info.max_batch_size;
+    backend.max_input_len = info.max_input_len;
     Ok(backend)
 }

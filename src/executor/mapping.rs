@@ -100,6 +100,30 @@ pub fn check_response(raw: RawResponse) -> Result<Step, String> {
     })
 }
 
+impl Step {
+    /// The tokens this step brings, each with its log-prob, as the reference
+    /// runtime reports them: TensorRT-LLM's new tokens, then, when the step ends
+    /// the request with its end token, that token, which TensorRT-LLM leaves out
+    /// (NVIDIA/TensorRT-LLM#2190) and the reference (like transformers) returns.
+    /// Log-probs come from the cumulative list, where `before` tokens came
+    /// earlier; the end token has none, on either backend.
+    pub fn tokens_with_logprobs(&self, end_id: Option<u32>, before: usize) -> Vec<(u32, Option<f32>)> {
+        let mut out: Vec<(u32, Option<f32>)> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| (t, self.log_probs.get(before + k).copied()))
+            .collect();
+        if self.is_final
+            && self.finish == Some(FinishReason::EndId)
+            && let Some(end) = end_id
+        {
+            out.push((end, None));
+        }
+        out
+    }
+}
+
 fn token_id(t: u32, what: &str) -> Result<i32, String> {
     i32::try_from(t).map_err(|_| format!("{what} {t} does not fit TensorRT-LLM's 32-bit token ids"))
 }

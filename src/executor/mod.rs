@@ -20,6 +20,8 @@
 //!   of dropped requests; shutdown;
 //! - `backend`: `GenerationBackend` over any `ExecutorApi`, feeding the same
 //!   output path as the reference runtime;
+//! - `service`: the backend kept running for `serve`: requests join the
+//!   executor's in-flight batch at any time, each streaming to its own sink;
 //! - `preflight`: the engine's manifest and config.json against this GPU and
 //!   the linked TensorRT-LLM version, before loading.
 
@@ -28,6 +30,7 @@ pub mod backend;
 pub mod mapping;
 pub mod preflight;
 pub mod router;
+pub mod service;
 pub mod stand_in;
 
 #[cfg(feature = "trtllm")]

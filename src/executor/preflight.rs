@@ -27,6 +27,10 @@ pub struct EngineInfo {
     pub gathers_context_logits: bool,
     /// `build_config.max_seq_len`: prompt and generated tokens together.
     pub max_seq_len: Option<usize>,
+    /// `build_config.max_batch_size`: requests the engine runs at once.
+    pub max_batch_size: Option<usize>,
+    /// `build_config.max_input_len`: prompt tokens of one request.
+    pub max_input_len: Option<usize>,
 }
 
 /// Reads the engine's config.json.
@@ -58,6 +62,11 @@ pub fn engine_info(dir: &Path) -> Result<EngineInfo> {
             Some(tp * pp)
         })
         .unwrap_or(1) as usize;
+    let build_size = |key: &str| {
+        v.pointer(&format!("/build_config/{key}"))
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+    };
     Ok(EngineInfo {
         vocab_size,
         world_size,
@@ -70,10 +79,9 @@ pub fn engine_info(dir: &Path) -> Result<EngineInfo> {
             .pointer("/build_config/gather_context_logits")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        max_seq_len: v
-            .pointer("/build_config/max_seq_len")
-            .and_then(Value::as_u64)
-            .map(|n| n as usize),
+        max_seq_len: build_size("max_seq_len"),
+        max_batch_size: build_size("max_batch_size"),
+        max_input_len: build_size("max_input_len"),
     })
 }
 
@@ -152,6 +160,23 @@ mod tests {
         let info = check_engine(dir.path(), Some("sm80"), "1.2.0").unwrap();
         assert_eq!((info.vocab_size, info.world_size), (256000, 1));
         assert!(!info.gathers_generation_logits && !info.gathers_context_logits);
+        assert_eq!(
+            (info.max_seq_len, info.max_batch_size, info.max_input_len),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn reads_the_sizes_the_engine_was_built_for() {
+        let dir = engine(
+            r#"{"pretrained_config": {"vocab_size": 8},
+                "build_config": {"max_batch_size": 8, "max_input_len": 2048, "max_seq_len": 4096}}"#,
+        );
+        let info = engine_info(dir.path()).unwrap();
+        assert_eq!(
+            (info.max_batch_size, info.max_input_len, info.max_seq_len),
+            (Some(8), Some(2048), Some(4096))
+        );
     }
 
     #[test]

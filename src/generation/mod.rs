@@ -12,21 +12,26 @@
 
 pub mod request;
 pub mod sampling;
+pub mod service;
 pub mod stop;
 pub mod text;
 
 use std::sync::atomic::AtomicBool;
 
 use crate::error::Result;
-pub use request::{FinishReason, Generated, Request};
+pub use request::{FinishReason, Generated, Request, max_new_tokens_problem};
 pub use sampling::{SamplingError, SamplingParams};
+pub use service::{GenerationService, ServiceOptions};
 
 /// One new token of one request, as soon as it exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TokenEvent {
     /// The request's index in the slice given to [`GenerationBackend::generate`].
     pub request: usize,
     pub token: u32,
+    /// Its log-probability when the request asked for them ([`Generated::logprobs`]);
+    /// `None` otherwise, and for a final end token.
+    pub logprob: Option<f32>,
 }
 
 /// The caller's answer to a [`TokenEvent`].
@@ -67,4 +72,7 @@ pub trait GenerationBackend {
         on_token: &mut dyn FnMut(TokenEvent) -> Flow,
         cancel: &AtomicBool,
     ) -> Result<Vec<Generated>>;
+    /// Keeps the backend running as a [`GenerationService`]: requests join and
+    /// leave its batch at every decoding step (`serve`).
+    fn into_service(self: Box<Self>, options: &ServiceOptions) -> Result<Box<dyn GenerationService>>;
 }

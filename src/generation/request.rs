@@ -29,6 +29,13 @@ impl Request {
     }
 }
 
+/// What is wrong with asking for `n` new tokens, if anything: a request must
+/// generate at least one (TensorRT-LLM refuses one that generates nothing, and the
+/// reference runtime does the same).
+pub fn max_new_tokens_problem(n: usize) -> Option<&'static str> {
+    (n == 0).then_some("must be at least 1")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {

@@ -65,7 +65,19 @@ impl SamplingError {
         }
     }
 
-    fn value(&self) -> String {
+    /// The option's name as an OpenAI-style request field (`top_p`), for a
+    /// server's errors.
+    pub fn param(&self) -> &'static str {
+        match self {
+            SamplingError::Temperature(_) | SamplingError::TemperatureTooLow(_) => "temperature",
+            SamplingError::TopK(_) => "top_k",
+            SamplingError::TopP(_) => "top_p",
+            SamplingError::RepetitionPenalty(_) => "repetition_penalty",
+        }
+    }
+
+    /// The value refused, as written.
+    pub fn value(&self) -> String {
         match self {
             SamplingError::Temperature(v)
             | SamplingError::TemperatureTooLow(v)

@@ -3,9 +3,12 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::error::Result;
-use crate::generation::{ContextLimit, Flow, Generated, GenerationBackend, Request, TokenEvent};
+use crate::generation::{
+    ContextLimit, Flow, Generated, GenerationBackend, GenerationService, Request, ServiceOptions, TokenEvent,
+};
 use crate::runtime::generate::generate;
 use crate::runtime::model::Model;
+use crate::runtime::service::ReferenceService;
 
 impl GenerationBackend for Model {
     fn name(&self) -> &'static str {
@@ -34,5 +37,9 @@ impl GenerationBackend for Model {
         cancel: &AtomicBool,
     ) -> Result<Vec<Generated>> {
         generate(self, requests, on_token, cancel)
+    }
+
+    fn into_service(self: Box<Self>, options: &ServiceOptions) -> Result<Box<dyn GenerationService>> {
+        Ok(Box::new(ReferenceService::start(*self, options)?))
     }
 }

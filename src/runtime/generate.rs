@@ -4,7 +4,9 @@
 //! all their new rows (a joining prompt's whole prompt, a running sequence's
 //! last token: weights are read once per step for the whole batch) and
 //! samples each sequence's next token. [`generate`] admits every request at
-//! once and steps until all are done; a server can admit between steps.
+//! once and steps until all are done; the serving scheduler
+//! (`runtime::service`) admits between steps, runs long prompts in chunks and
+//! takes finished sequences out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -76,42 +78,84 @@ fn check_prompt(model: &Model, i: usize, r: &Request) -> Result<()> {
 /// Sequences generating together on one model.
 pub struct Batch<'m> {
     model: &'m Model,
-    /// In admission order; a sequence's index here is its KV cache's and its `TokenEvent::request`.
+    /// In admission order, each with its KV cache at the same index in `caches`.
     sequences: Vec<Sequence>,
     caches: Vec<KvCache>,
+    /// The id the next admitted request gets (0, 1, 2, ...).
+    next_id: usize,
+    /// Prompt tokens run per step, across the sequences still being prefilled.
+    prefill_chunk: usize,
 }
 
 struct Sequence {
+    /// Its `TokenEvent::request`.
+    id: usize,
     request: Request,
     sampler: Sampler,
     /// Prompt and generated tokens.
     history: Vec<u32>,
-    /// Whether the prompt has been run.
-    prefilled: bool,
+    /// Prompt tokens already run (in the KV cache).
+    prefilled: usize,
     out: Generated,
 }
 
+/// What one sequence contributes to a step's forward pass.
+struct Part {
+    /// Index in `sequences`.
+    index: usize,
+    /// Prompt tokens run (0 for a decode row).
+    prompt_rows: usize,
+    /// Logits rows returned for it.
+    logits: usize,
+    /// Whether a token is sampled after the pass (a decode row, or the prompt's last chunk).
+    samples: bool,
+}
+
 impl<'m> Batch<'m> {
+    /// A batch that runs every joining prompt whole in its first step.
     pub fn new(model: &'m Model) -> Self {
         Batch {
             model,
             sequences: Vec::new(),
             caches: Vec::new(),
+            next_id: 0,
+            prefill_chunk: usize::MAX,
         }
     }
 
-    /// Adds a request (checked by the caller); its prompt runs at the next step.
-    /// Returns its index, which its `TokenEvent`s carry.
+    /// A batch that runs at most `tokens` prompt tokens per step (at least one),
+    /// oldest request first, besides one decode row per running sequence: a long
+    /// prompt joins over several steps while the others go on decoding.
+    pub fn with_prefill_chunk(model: &'m Model, tokens: usize) -> Self {
+        Batch {
+            prefill_chunk: tokens.max(1),
+            ..Batch::new(model)
+        }
+    }
+
+    /// KV cache positions a request may need: its prompt plus `max_new_tokens`,
+    /// within the model's length.
+    pub fn reserved_tokens(model: &Model, request: &Request) -> usize {
+        (request.input_ids.len() + request.max_new_tokens).min(model.config.max_position_embeddings)
+    }
+
+    /// Adds a request (checked by the caller); its prompt runs from the next
+    /// step. Returns its id, which its `TokenEvent`s carry: 0, 1, 2, ... in
+    /// admission order.
     pub fn admit(&mut self, request: Request) -> usize {
-        self.caches.push(self.model.new_cache());
+        let id = self.next_id;
+        self.next_id += 1;
+        self.caches
+            .push(self.model.new_cache(Self::reserved_tokens(self.model, &request)));
         self.sequences.push(Sequence {
+            id,
             sampler: Sampler::new(request.sampling.clone()),
             history: request.input_ids.clone(),
-            prefilled: false,
+            prefilled: 0,
             out: Generated::default(),
             request,
         });
-        self.sequences.len() - 1
+        id
     }
 
     /// Sequences not finished yet.
@@ -122,61 +166,90 @@ impl<'m> Batch<'m> {
             .count()
     }
 
-    /// Runs every unfinished sequence's new rows in one forward pass, then
-    /// samples one token for each (in admission order) and tells `on_token`.
+    /// Runs every unfinished sequence's new rows in one forward pass (a decode
+    /// row each for the running ones, the next chunk of prompt for the joining
+    /// ones), then samples one token for each sequence whose prompt is done (in
+    /// admission order) and tells `on_token`.
     pub fn step(&mut self, on_token: &mut dyn FnMut(TokenEvent) -> Flow) -> Result<()> {
         let mut rows = Vec::new();
         let mut wanted = Vec::new();
-        for (seq, s) in self.sequences.iter().enumerate() {
+        let mut parts = Vec::new();
+        let mut budget = self.prefill_chunk;
+        for (index, s) in self.sequences.iter().enumerate() {
             if s.out.finish_reason.is_some() {
                 continue;
             }
-            if s.prefilled {
+            let prompt = &s.request.input_ids;
+            if s.prefilled == prompt.len() {
                 // The last sampled token, at the position after the ones in the cache.
                 wanted.push(rows.len());
                 rows.push(Row {
-                    seq,
+                    seq: index,
                     token: s.history[s.history.len() - 1],
                     pos: s.history.len() - 1,
                 });
+                parts.push(Part {
+                    index,
+                    prompt_rows: 0,
+                    logits: 1,
+                    samples: true,
+                });
                 continue;
             }
-            let prompt = &s.request.input_ids;
-            for (pos, &token) in prompt.iter().enumerate() {
+            let take = (prompt.len() - s.prefilled).min(budget);
+            if take == 0 {
+                continue;
+            }
+            budget -= take;
+            let end = s.prefilled + take;
+            let mut logits = 0;
+            for (pos, &token) in prompt.iter().enumerate().take(end).skip(s.prefilled) {
                 if s.request.want_context_logits || pos + 1 == prompt.len() {
                     wanted.push(rows.len());
+                    logits += 1;
                 }
-                rows.push(Row { seq, token, pos });
+                rows.push(Row {
+                    seq: index,
+                    token,
+                    pos,
+                });
             }
+            parts.push(Part {
+                index,
+                prompt_rows: take,
+                logits,
+                samples: end == prompt.len(),
+            });
         }
         if rows.is_empty() {
             return Ok(());
         }
         let mut logits = self.model.forward(&rows, &mut self.caches, &wanted)?.into_iter();
         let max_pos = self.model.config.max_position_embeddings;
-        for (seq, s) in self.sequences.iter_mut().enumerate() {
-            if s.out.finish_reason.is_some() {
-                continue;
-            }
-            let last = if s.prefilled {
-                logits.next().unwrap_or_default()
+        for part in parts {
+            let s = &mut self.sequences[part.index];
+            let mine: Vec<Vec<f32>> = logits.by_ref().take(part.logits).collect();
+            let decoding = part.prompt_rows == 0;
+            s.prefilled += part.prompt_rows;
+            let last = if decoding || !s.request.want_context_logits {
+                mine.into_iter().next_back()
             } else {
-                s.prefilled = true;
-                let count = if s.request.want_context_logits {
-                    s.request.input_ids.len()
-                } else {
-                    1
-                };
-                let mine: Vec<Vec<f32>> = logits.by_ref().take(count).collect();
-                let last = mine.last().cloned().unwrap_or_default();
-                if s.request.want_context_logits {
-                    s.out.context_logits = mine;
-                }
+                let last = mine.last().cloned();
+                s.out.context_logits.extend(mine);
                 last
             };
-            s.sample(seq, last, max_pos, on_token);
+            if part.samples {
+                s.sample(last.unwrap_or_default(), max_pos, on_token);
+            }
         }
         Ok(())
+    }
+
+    /// Finishes request `id` with `FinishReason::Cancelled` if it is still running.
+    pub fn cancel(&mut self, id: usize) {
+        if let Some(s) = self.sequences.iter_mut().find(|s| s.id == id) {
+            s.out.finish_reason.get_or_insert(FinishReason::Cancelled);
+        }
     }
 
     /// Finishes every unfinished sequence with `FinishReason::Cancelled`.
@@ -186,7 +259,25 @@ impl<'m> Batch<'m> {
         }
     }
 
-    /// Every sequence's result, in admission order.
+    /// Removes the finished sequences, freeing their KV caches; returns their
+    /// ids and results, in admission order.
+    pub fn take_finished(&mut self) -> Vec<(usize, Generated)> {
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < self.sequences.len() {
+            if self.sequences[i].out.finish_reason.is_some() {
+                let s = self.sequences.remove(i);
+                self.caches.remove(i);
+                done.push((s.id, s.out));
+            } else {
+                i += 1;
+            }
+        }
+        done
+    }
+
+    /// Every sequence's result, in admission order (those taken with
+    /// [`Batch::take_finished`] excepted).
     pub fn into_results(self) -> Vec<Generated> {
         self.sequences.into_iter().map(|s| s.out).collect()
     }
@@ -194,13 +285,7 @@ impl<'m> Batch<'m> {
 
 impl Sequence {
     /// Draws the next token from `logits` and decides whether the sequence goes on.
-    fn sample(
-        &mut self,
-        seq: usize,
-        logits: Vec<f32>,
-        max_pos: usize,
-        on_token: &mut dyn FnMut(TokenEvent) -> Flow,
-    ) {
+    fn sample(&mut self, logits: Vec<f32>, max_pos: usize, on_token: &mut dyn FnMut(TokenEvent) -> Flow) {
         let r = &self.request;
         let out = &mut self.out;
         if r.max_new_tokens == 0 || self.history.len() >= max_pos {
@@ -208,15 +293,18 @@ impl Sequence {
             return;
         }
         let token = self.sampler.sample(&logits, &self.history);
-        if r.want_logprobs && Some(token) != r.end_id {
-            out.logprobs.push(self.sampler.log_prob(token));
-        }
+        let logprob = (r.want_logprobs && Some(token) != r.end_id).then(|| self.sampler.log_prob(token));
+        out.logprobs.extend(logprob);
         if r.want_generation_logits {
             out.generation_logits.push(logits);
         }
         out.output_ids.push(token);
         self.history.push(token);
-        let flow = on_token(TokenEvent { request: seq, token });
+        let flow = on_token(TokenEvent {
+            request: self.id,
+            token,
+            logprob,
+        });
         out.finish_reason = if flow == Flow::Stop {
             Some(FinishReason::Stop)
         } else if Some(token) == r.end_id {

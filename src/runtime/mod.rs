@@ -9,3 +9,4 @@ pub mod kernels;
 pub mod model;
 pub mod pool;
 pub mod sampling;
+pub mod service;

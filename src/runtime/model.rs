@@ -87,13 +87,23 @@ impl Model {
         self.config.vocab_size
     }
 
-    pub fn new_cache(&self) -> KvCache {
+    /// An empty KV cache with room for `tokens` positions, allocated once (the
+    /// memory is reserved, not touched: it is resident only as it fills).
+    pub fn new_cache(&self, tokens: usize) -> KvCache {
         let n = self.layers.len() * self.par.tp;
+        let per_slot = tokens * self.attention.kv_heads * self.attention.head_dim;
         KvCache {
-            keys: vec![Vec::new(); n],
-            values: vec![Vec::new(); n],
+            keys: (0..n).map(|_| Vec::with_capacity(per_slot)).collect(),
+            values: (0..n).map(|_| Vec::with_capacity(per_slot)).collect(),
             len: 0,
         }
+    }
+
+    /// Bytes of KV cache one position of one sequence takes: keys and values
+    /// (f32) of every layer and tp rank.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        let per_slot = self.attention.kv_heads * self.attention.head_dim;
+        (self.layers.len() * self.par.tp * 2 * per_slot * std::mem::size_of::<f32>()) as u64
     }
 
     /// Runs `rows` (any mix of sequences, each sequence's rows in position order)
@@ -174,6 +184,10 @@ impl Model {
     fn logits(&self, x: &[f32], rows: &[usize], pass: &Pass<'_>) -> Vec<Vec<f32>> {
         let h = self.config.hidden_size;
         let m = rows.len();
+        if m == 0 {
+            // A pass over prompt chunks that end no prompt wants no logits.
+            return Vec::new();
+        }
         let mut last = vec![0f32; m * h];
         for (&i, out) in rows.iter().zip(last.chunks_exact_mut(h)) {
             self.final_norm.forward(&x[i * h..(i + 1) * h], out);

@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, IoContext, Result};
 use crate::generation::text::TextStream;
-use crate::generation::{FinishReason, Flow, Generated, GenerationBackend, Request, SamplingParams};
+use crate::generation::{
+    FinishReason, Flow, Generated, GenerationBackend, Request, SamplingParams, max_new_tokens_problem,
+};
 use crate::progress::Progress;
 use crate::target::{BackendChoice, open_backend};
 use crate::tokenizer::Tokenizer;
@@ -40,11 +42,11 @@ pub struct RunOptions {
 /// when there is one prompt and no `--json`).
 pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop: &AtomicBool) -> Result<()> {
     opts.sampling.validate()?;
-    if opts.max_new_tokens == 0 {
-        // TensorRT-LLM refuses a request that generates nothing; the reference does the same.
-        return Err(Error::InvalidInput(
-            "--max-new-tokens 0: must be at least 1".into(),
-        ));
+    if let Some(problem) = max_new_tokens_problem(opts.max_new_tokens) {
+        return Err(Error::InvalidInput(format!(
+            "--max-new-tokens {}: {problem}",
+            opts.max_new_tokens
+        )));
     }
     if opts.prompts.is_empty() {
         return Err(Error::InvalidInput(
