@@ -17,7 +17,8 @@ use trtllm_minitron::commands::check::CheckArgs;
 use trtllm_minitron::commands::convert::ConvertArgs;
 use trtllm_minitron::commands::inspect::InspectArgs;
 use trtllm_minitron::commands::run::RunArgs;
-use trtllm_minitron::commands::{build, cache, check, convert, inspect, run};
+use trtllm_minitron::commands::serve::ServeArgs;
+use trtllm_minitron::commands::{build, cache, check, convert, inspect, run, serve};
 use trtllm_minitron::engine_build::BuildError;
 use trtllm_minitron::progress::TerminalBar;
 
@@ -32,14 +33,15 @@ const EXIT_STATUS_HELP: &str = "Exit status (every command):
   2    bad usage: an unknown option, a missing or invalid value (refused before anything
        runs), or an option value this model cannot take (e.g. --tp-size 3 for 48 heads);
        check: also any error that kept the checks from running
-  130  interrupted (Ctrl-C); the error line says what, if anything, was written";
+  130  interrupted (Ctrl-C); the error line says what, if anything, was written
+       (serve: Ctrl-C and SIGTERM are how it is stopped; a graceful shutdown exits 0)";
 
 #[derive(Parser)]
 #[command(
     name = "trtllm-minitron",
     version,
     about = "NVIDIA Minitron (NemotronForCausalLM) to TensorRT-LLM: convert checkpoints, build engines, \
-             generate text, check engines",
+             generate text, check engines, serve them over HTTP",
     after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
@@ -61,6 +63,8 @@ enum Command {
     Check(CheckArgs),
     /// The conversion cache run, check and build convert into: list, rm, prune.
     Cache(CacheArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API, batching requests continuously.
+    Serve(ServeArgs),
 }
 
 /// How a command ended, short of an error.
@@ -146,6 +150,15 @@ fn dispatch(command: Command) -> anyhow::Result<Outcome> {
         }
         Command::Check(args) => return check_suite(&args),
         Command::Cache(args) => print(&cache::run(&args)?, args.json)?,
+        Command::Serve(args) => {
+            // Ctrl-C and SIGTERM are the way a server is stopped: a graceful shutdown exits 0.
+            serve::serve(&args, &TerminalBar::new(), &STOP, &mut |addr, what| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "listening on http://{addr} ({what})");
+                let _ = out.flush();
+            })
+            .with_context(|| format!("serving {}", args.target()))?;
+        }
     }
     Ok(Outcome::Success)
 }

@@ -7,6 +7,7 @@
 //! Decoding skips special tokens (`<s>`, `</s>`, `<pad>`), as TensorRT-LLM's examples
 //! print their outputs.
 
+pub mod chat_template;
 mod llama_convert;
 mod spm_model;
 
@@ -140,6 +141,8 @@ pub struct Tokenizer {
     byte_tokens: Vec<u32>,
     /// Ids of special added tokens (skipped by `decode`), sorted.
     special: Vec<u32>,
+    /// The chat template beside the tokenizer, if any (not compiled: only a server uses it).
+    chat_template: Option<chat_template::TemplateSource>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -164,10 +167,16 @@ impl Tokenizer {
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
-        let config = path
+        let config_path = path
             .parent()
-            .map(|d| d.join("tokenizer_config.json"))
-            .and_then(|p| read_config(&p));
+            .unwrap_or(Path::new("."))
+            .join("tokenizer_config.json");
+        let config = read_config(&config_path);
+        let chat_template = chat_template::find(
+            path.parent().unwrap_or(Path::new(".")),
+            config.as_ref(),
+            &config_path,
+        );
         let source = TokenizerSource::of(path);
         let inner = match source {
             TokenizerSource::Json => {
@@ -213,7 +222,14 @@ impl Tokenizer {
             eos,
             byte_tokens,
             special,
+            chat_template,
         })
+    }
+
+    /// The model's chat template (`chat_template.jinja`, or `chat_template` in
+    /// `tokenizer_config.json`), if it has one.
+    pub fn chat_template(&self) -> Option<&chat_template::TemplateSource> {
+        self.chat_template.as_ref()
     }
 
     /// The tokenizer file of a model / checkpoint directory: `tokenizer.json`, else a

@@ -8,3 +8,4 @@ pub mod check;
 pub mod convert;
 pub mod inspect;
 pub mod run;
+pub mod serve;

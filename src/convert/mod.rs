@@ -33,9 +33,10 @@ use copy_plan::{SourceTable, plan_copies};
 use rank_files::{RankLayout, RankSummary};
 
 /// Files copied next to the converted checkpoint so later commands find the tokenizer.
-pub const TOKENIZER_FILES: [&str; 5] = [
+pub const TOKENIZER_FILES: [&str; 6] = [
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",
     "special_tokens_map.json",
     "tokenizer.model",
     "generation_config.json",
