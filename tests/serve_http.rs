@@ -824,3 +824,62 @@ fn chat_completions_render_the_models_template() {
         "{body}"
     );
 }
+
+#[test]
+fn a_checkpoint_without_a_tokenizer_takes_and_returns_token_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let out = cli(&[
+        "convert",
+        "--model",
+        demo().to_str().unwrap(),
+        "--output",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::remove_file(ckpt.join(name)).unwrap();
+    }
+    let out = cli(&[
+        "run",
+        "--model",
+        ckpt.to_str().unwrap(),
+        "--input-ids",
+        "5,300,41",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alone: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let server = Server::start_model(&ckpt, &["--served-model-name", MODEL], &[]);
+    let body = server.complete(&greedy(json!([5, 300, 41]), 6));
+    assert_eq!(body["choices"][0]["token_ids"], alone["output_ids"]);
+    assert_eq!(body["choices"][0]["text"], "");
+    let mut streamed = greedy(json!([5, 300, 41]), 6);
+    streamed["stream"] = json!(true);
+    let ids: Vec<Value> = server
+        .stream("/v1/completions", &streamed)
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| {
+            serde_json::from_str::<Value>(e).unwrap()["choices"][0]["token_ids"]
+                .get(0)
+                .cloned()
+        })
+        .collect();
+    assert_eq!(Value::from(ids), alone["output_ids"]);
+    let (status, json) = server.post("/v1/completions", &greedy(json!("ROMEO:"), 2));
+    assert_eq!(status, 400);
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no tokenizer"),
+        "{json}"
+    );
+}

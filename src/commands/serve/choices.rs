@@ -147,6 +147,7 @@ pub enum Update {
     /// log-prob if asked for, and where that text starts in the choice's text.
     Token {
         index: usize,
+        token: u32,
         text: String,
         logprob: Option<f32>,
         offset: usize,
@@ -178,7 +179,7 @@ impl<'t> Reader<'t> {
     /// `started`: when the request arrived (time to first token counts from it).
     pub fn new(
         submitted: Submitted,
-        tokenizer: &'t Tokenizer,
+        tokenizer: Option<&'t Tokenizer>,
         job: &Job,
         end_id: Option<u32>,
         metrics: &'t Metrics,
@@ -188,7 +189,7 @@ impl<'t> Reader<'t> {
             .prompts
             .iter()
             .map(|_| Choice {
-                text: TextStream::new(Some(tokenizer), &job.stops, end_id),
+                text: TextStream::new(tokenizer, &job.stops, end_id),
                 tokens: 0,
                 last_token: None,
                 done: false,
@@ -264,6 +265,7 @@ impl<'t> Reader<'t> {
         }
         Update::Token {
             index,
+            token,
             text,
             logprob,
             offset,

@@ -37,7 +37,8 @@ const DRAIN_LIMIT: usize = 64 << 20;
 pub struct AppState {
     pub model_name: String,
     pub service: Box<dyn GenerationService>,
-    pub tokenizer: Tokenizer,
+    /// None: prompts are token ids, and responses carry `token_ids`.
+    pub tokenizer: Option<Tokenizer>,
     pub chat_template: Option<ChatTemplate>,
     /// Why chat requests are refused when there is no template.
     pub no_chat_template: String,
@@ -55,7 +56,7 @@ impl AppState {
     fn context(&self) -> Context<'_> {
         Context {
             model_name: &self.model_name,
-            tokenizer: &self.tokenizer,
+            tokenizer: self.tokenizer.as_ref(),
             chat_template: self.chat_template.as_ref(),
             limits: self.service.limits(),
             no_chat_template: &self.no_chat_template,
@@ -235,7 +236,7 @@ async fn generate(
     }
     let mut reader = Reader::new(
         submitted,
-        &state.tokenizer,
+        state.tokenizer.as_ref(),
         &job,
         state.end_id,
         &state.metrics,
@@ -246,11 +247,15 @@ async fn generate(
         match update {
             Update::Token {
                 index,
+                token,
                 text,
                 logprob,
                 offset,
             } => {
                 let out = &mut outs[index];
+                if state.tokenizer.is_none() {
+                    out.token_ids.push(token);
+                }
                 out.text.push_str(&text);
                 if let Some(lp) = logprob {
                     out.pieces.push((text, lp, offset));
@@ -289,7 +294,7 @@ fn stream(
         let send = |v: &Value| tx.send(SseEvent::default().data(v.to_string())).is_ok();
         let mut reader = Reader::new(
             submitted,
-            &state.tokenizer,
+            state.tokenizer.as_ref(),
             &job,
             state.end_id,
             &state.metrics,
@@ -312,21 +317,17 @@ fn stream(
             let sent = match update {
                 Update::Token {
                     index,
+                    token,
                     text,
                     logprob,
                     offset,
                 } => {
-                    if text.is_empty() && (logprob.is_none() || !job.logprobs) {
+                    let token = state.tokenizer.is_none().then_some(token);
+                    if text.is_empty() && token.is_none() && (logprob.is_none() || !job.logprobs) {
                         continue;
                     }
-                    send(&responses::chunk(
-                        &header,
-                        &job,
-                        index,
-                        &text,
-                        logprob.map(|lp| (lp, offset)),
-                        None,
-                    ))
+                    let piece = logprob.map(|lp| (lp, offset));
+                    send(&responses::chunk(&header, &job, index, &text, piece, token, None))
                 }
                 Update::Done { index, text, ending } => match ending.error() {
                     Some(error) => {
@@ -339,6 +340,7 @@ fn stream(
                         &job,
                         index,
                         &text,
+                        None,
                         None,
                         Some(ending.finish_reason()),
                     )),

@@ -39,20 +39,22 @@ pub fn serve(
     stop: &AtomicBool,
     on_listening: &mut dyn FnMut(SocketAddr, &str),
 ) -> Result<()> {
+    // Without a tokenizer, prompts must be token ids and responses carry token ids.
     let opened = open_backend(
         &args.target(),
         args.backend(),
         args.tokenizer.as_deref(),
-        true,
+        false,
         progress,
         stop,
     )?;
-    let tokenizer = opened
-        .tokenizer
-        .ok_or_else(|| Error::InvalidInput("serve needs a tokenizer".into()))?;
-    let end_id = tokenizer.eos_id().or(opened.backend.eos_id());
+    let tokenizer = opened.tokenizer;
+    let end_id = tokenizer
+        .as_ref()
+        .and_then(Tokenizer::eos_id)
+        .or(opened.backend.eos_id());
     let backend_name = opened.backend.name();
-    let (chat_template, no_chat_template) = chat_template(&tokenizer)?;
+    let (chat_template, no_chat_template) = chat_template(tokenizer.as_ref())?;
     let service = opened.backend.into_service(&args.service_options())?;
     let model_name = args.model_name();
     let state = Arc::new(AppState {
@@ -92,7 +94,15 @@ pub fn serve(
 }
 
 /// The tokenizer's chat template, compiled; or why there is none.
-fn chat_template(tokenizer: &Tokenizer) -> Result<(Option<ChatTemplate>, String)> {
+fn chat_template(tokenizer: Option<&Tokenizer>) -> Result<(Option<ChatTemplate>, String)> {
+    let Some(tokenizer) = tokenizer else {
+        return Ok((
+            None,
+            "This model has no tokenizer, so /v1/chat/completions cannot format messages: \
+             use /v1/completions with token ids, or start serve with --tokenizer"
+                .into(),
+        ));
+    };
     let Some(source) = tokenizer.chat_template() else {
         return Ok((
             None,

@@ -99,7 +99,7 @@ pub struct Job {
 /// What the server knows that a request is checked against.
 pub struct Context<'a> {
     pub model_name: &'a str,
-    pub tokenizer: &'a Tokenizer,
+    pub tokenizer: Option<&'a Tokenizer>,
     pub chat_template: Option<&'a ChatTemplate>,
     pub limits: Limits,
     /// Why there is no chat template, for the 400 of a chat request.
@@ -214,7 +214,10 @@ pub fn parse(endpoint: Endpoint, body: &[u8], cx: &Context<'_>) -> Result<Job, A
             let template = cx
                 .chat_template
                 .ok_or_else(|| ApiError::invalid("messages", cx.no_chat_template.to_string()))?;
-            let prompt = chat_prompt(&f.messages, template, cx.tokenizer)?;
+            let tokenizer = cx
+                .tokenizer
+                .ok_or_else(|| ApiError::invalid("messages", cx.no_chat_template.to_string()))?;
+            let prompt = chat_prompt(&f.messages, template, tokenizer)?;
             let asked = match (f.max_completion_tokens, common.max_tokens) {
                 (Some(n), _) => Some((n, "max_completion_tokens")),
                 (None, Some(n)) => Some((n, "max_tokens")),
@@ -378,7 +381,10 @@ fn sampling(c: &Common) -> Result<SamplingParams, ApiError> {
         },
     };
     params.validate().map_err(|e| {
-        ApiError::invalid(e.param(), format!("{} = {}: {}", e.param(), e.value(), e.reason()))
+        ApiError::invalid(
+            e.param(),
+            format!("{} = {}: {}", e.param(), e.value(), e.reason()),
+        )
     })?;
     Ok(params)
 }
@@ -424,7 +430,7 @@ fn stops(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
 
 /// `prompt`: a string, a list of strings, a list of token ids, or a list of
 /// lists of token ids; one choice per prompt.
-fn completion_prompts(prompt: &Value, tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>, ApiError> {
+fn completion_prompts(prompt: &Value, tokenizer: Option<&Tokenizer>) -> Result<Vec<Vec<u32>>, ApiError> {
     let shape = || {
         ApiError::invalid(
             "prompt",
@@ -432,6 +438,13 @@ fn completion_prompts(prompt: &Value, tokenizer: &Tokenizer) -> Result<Vec<Vec<u
         )
     };
     let encode = |text: &str| {
+        let tokenizer = tokenizer.ok_or_else(|| {
+            ApiError::invalid(
+                "prompt",
+                "this model has no tokenizer (no tokenizer.json or tokenizer.model beside it): send the \
+                 prompt as token ids, or start serve with --tokenizer",
+            )
+        })?;
         tokenizer
             .encode(text, None)
             .map_err(|e| ApiError::invalid("prompt", e.to_string()))

@@ -70,6 +70,9 @@ pub struct ChoiceOut {
     /// Per generated token with a log-prob: the text it made visible, its
     /// log-prob, and where that text starts.
     pub pieces: Vec<(String, f32, usize)>,
+    /// The generated token ids, sent (as `token_ids`) when the model has no
+    /// tokenizer to turn them into text.
+    pub token_ids: Vec<u32>,
     pub finish_reason: &'static str,
 }
 
@@ -120,7 +123,7 @@ pub fn full(h: &Header, job: &Job, choices: &[ChoiceOut], usage: Usage) -> Value
         .enumerate()
         .map(|(index, c)| {
             let lp = logprobs(h.endpoint, job.logprobs, &c.pieces);
-            match h.endpoint {
+            let mut choice = match h.endpoint {
                 Endpoint::Completions => json!({
                     "index": index,
                     "text": c.text,
@@ -133,7 +136,11 @@ pub fn full(h: &Header, job: &Job, choices: &[ChoiceOut], usage: Usage) -> Value
                     "logprobs": lp,
                     "finish_reason": c.finish_reason,
                 }),
+            };
+            if !c.token_ids.is_empty() {
+                choice["token_ids"] = json!(c.token_ids);
             }
+            choice
         })
         .collect();
     let mut body = h.wrap(false, choices);
@@ -142,13 +149,15 @@ pub fn full(h: &Header, job: &Job, choices: &[ChoiceOut], usage: Usage) -> Value
 }
 
 /// A stream chunk of choice `index`: new text (with its token's log-prob when
-/// asked), and `finish_reason` on its last chunk.
+/// asked, and its id when the model has no tokenizer), and `finish_reason` on
+/// its last chunk.
 pub fn chunk(
     h: &Header,
     job: &Job,
     index: usize,
     text: &str,
     piece: Option<(f32, usize)>,
+    token: Option<u32>,
     finish: Option<&str>,
 ) -> Value {
     let pieces: Vec<(String, f32, usize)> = piece
@@ -156,7 +165,7 @@ pub fn chunk(
         .into_iter()
         .collect();
     let lp = logprobs(h.endpoint, job.logprobs && piece.is_some(), &pieces);
-    let choice = match h.endpoint {
+    let mut choice = match h.endpoint {
         Endpoint::Completions => json!({
             "index": index,
             "text": text,
@@ -172,6 +181,9 @@ pub fn chunk(
             json!({"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish})
         }
     };
+    if let Some(token) = token {
+        choice["token_ids"] = json!([token]);
+    }
     h.wrap(true, vec![choice])
 }
 
