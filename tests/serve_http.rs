@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,9 +21,13 @@ fn demo() -> PathBuf {
     fixtures().join(MODEL)
 }
 
-/// A running `serve`, killed when dropped.
+/// How long a server may take to say it listens.
+const START_LIMIT: Duration = Duration::from_secs(120);
+
+/// A running `serve`, killed and reaped when dropped (on every way out of a
+/// test: a failed assertion, a panic, a start that timed out).
 struct Server {
-    child: Child,
+    child: ChildGuard,
     url: String,
     agent: ureq::Agent,
     _cache: tempfile::TempDir,
@@ -45,24 +49,28 @@ impl Server {
         for (k, v) in env {
             cli = cli.env(k, v);
         }
-        let mut child = cli
-            .into_command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut child = cli.spawn();
+        // Its first stdout line names the address; the rest is drained so the
+        // server never writes into a closed or full pipe.
+        let stdout = child.stdout.take().unwrap();
+        let (first_line, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = first_line.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = listening.recv_timeout(START_LIMIT).unwrap_or_default();
         let Some(url) = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
             .map(str::to_string)
         else {
+            let _ = child.kill();
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-            panic!("serve did not start: {line}{err}");
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("serve did not start within {START_LIMIT:?}: {line}{err}");
         };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -172,13 +180,6 @@ impl Server {
 
     fn addr(&self) -> String {
         self.url.trim_start_matches("http://").to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::ops::{Deref, DerefMut};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ impl Cli {
     pub fn new(args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_trtllm-minitron"));
         command.args(args);
+        // SAFETY: the hook only makes two async-signal-safe system calls.
+        unsafe { command.pre_exec(tie_to_test) };
         Cli { command, stdin: None }
     }
 
@@ -69,6 +73,17 @@ impl Cli {
         self.command
     }
 
+    /// Starts it with piped stdout and stderr, killed when the guard drops.
+    pub fn spawn(self) -> ChildGuard {
+        let mut command = self.command;
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the trtllm-minitron binary starts");
+        ChildGuard(child)
+    }
+
     /// Runs it to the end, capturing stdout and stderr.
     pub fn output(mut self) -> Output {
         let Some(text) = self.stdin else {
@@ -85,6 +100,44 @@ impl Cli {
         input.write_all(text.as_bytes()).unwrap();
         drop(input);
         child.wait_with_output().unwrap()
+    }
+}
+
+/// In the child between fork and exec: descriptors it inherited from outside
+/// the test (the shared CPU lock `flock` holds, for one) are closed at exec, so
+/// a child never keeps that lock; and the child is killed if the test thread
+/// that started it dies (a test binary killed mid-run leaves no server behind).
+fn tie_to_test() -> std::io::Result<()> {
+    // close_range(2): CLOSE_RANGE_CLOEXEC marks the range close-on-exec.
+    let marked = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    let tied = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if marked != 0 || tied != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A child process that is killed and reaped when dropped: on every way out
+/// of a test (a failed assertion, a panic, a timeout), it never outlives it.
+pub struct ChildGuard(pub Child);
+
+impl Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
