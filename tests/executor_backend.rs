@@ -4,27 +4,18 @@
 //! per-request errors, logits, log-probs, timeouts. No TensorRT-LLM, engine or
 //! model runs here: the stand-in's tokens are scripted.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::request;
 use trtllm_minitron::executor::backend::ExecutorBackend;
 use trtllm_minitron::executor::stand_in::{LibraryDecoding, StandInExecutor, scripted_log_prob};
-use trtllm_minitron::generation::{FinishReason, Flow, GenerationBackend, Request, SamplingParams};
+use trtllm_minitron::generation::{FinishReason, Flow, GenerationBackend, SamplingParams};
 
 const POLL: Duration = Duration::from_millis(20);
-
-fn request(prompt: &[u32], max_new_tokens: usize) -> Request {
-    Request {
-        input_ids: prompt.to_vec(),
-        max_new_tokens,
-        sampling: SamplingParams::default(),
-        end_id: Some(0),
-        want_context_logits: false,
-        want_generation_logits: false,
-        want_logprobs: false,
-    }
-}
 
 /// Continues each prompt with last+1, last+2, ... up to max_tokens (finish
 /// kLENGTH), or with an end id 0 after two tokens when the prompt starts with 0.

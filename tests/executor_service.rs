@@ -5,31 +5,21 @@
 //! request's sink read as `generate` reads them; a stop or a gone client
 //! cancels the request in the executor. No model runs: tokens are scripted.
 
+mod common;
+
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::request;
 use trtllm_minitron::executor::backend::ExecutorBackend;
 use trtllm_minitron::executor::stand_in::{StandInExecutor, last, scripted_log_prob, step};
 use trtllm_minitron::generation::service::{Event, EventSink, Refusal};
 use trtllm_minitron::generation::{
-    ContextLimit, FinishReason, Flow, GenerationBackend, GenerationService, Request, SamplingParams,
-    ServiceOptions,
+    ContextLimit, FinishReason, Flow, GenerationBackend, GenerationService, Request, ServiceOptions,
 };
 
 const POLL: Duration = Duration::from_millis(10);
-
-fn request(prompt: &[u32], max_new_tokens: usize) -> Request {
-    Request {
-        input_ids: prompt.to_vec(),
-        max_new_tokens,
-        sampling: SamplingParams::default(),
-        end_id: Some(0),
-        want_context_logits: false,
-        want_generation_logits: false,
-        want_logprobs: false,
-    }
-}
 
 /// A sink that records its events and closes, or answers Stop, after some tokens.
 struct Recorder {

@@ -12,12 +12,28 @@ use std::time::{Duration, Instant};
 
 pub mod stand_ins;
 
+use trtllm_minitron::generation::{Request, SamplingParams};
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 pub fn model(name: &str) -> PathBuf {
     fixtures().join("models").join(name)
+}
+
+/// A request with the library's default decoding, end id 0 (the stand-in
+/// executor's scripts end with it), and no logits or log-probs asked for.
+pub fn request(prompt: &[u32], max_new_tokens: usize) -> Request {
+    Request {
+        input_ids: prompt.to_vec(),
+        max_new_tokens,
+        sampling: SamplingParams::default(),
+        end_id: Some(0),
+        want_context_logits: false,
+        want_generation_logits: false,
+        want_logprobs: false,
+    }
 }
 
 /// The built `trtllm-minitron` binary as a test sets it up: the one way the

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use clap::Args;
 
+use crate::cli_values::at_least_one;
 use crate::generation::ServiceOptions;
 use crate::runtime::service::DEFAULT_PREFILL_CHUNK;
 use crate::target::BackendChoice;
@@ -117,14 +118,6 @@ impl ServeArgs {
             kv_cache_bytes: self.kv_cache_memory.map(|b| b.as_u64()),
             prefill_chunk: Some(self.prefill_chunk),
         }
-    }
-}
-
-/// A count of at least one (clap value parser).
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number >= 1".into()),
     }
 }
 

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::choices::{Reader, Update, submit};
+use super::choices::{Reader, Submitted, Update, submit};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::openai::{self, Context, Endpoint, Job};
@@ -61,6 +61,18 @@ impl AppState {
             limits: self.service.limits(),
             no_chat_template: &self.no_chat_template,
         }
+    }
+
+    /// Reads a submitted job's events back as text per choice.
+    fn reader(&self, submitted: Submitted, job: &Job, started: Instant) -> Reader<'_> {
+        Reader::new(
+            submitted,
+            self.tokenizer.as_ref(),
+            job,
+            self.end_id,
+            &self.metrics,
+            started,
+        )
     }
 }
 
@@ -234,14 +246,7 @@ async fn generate(
     if job.stream {
         return Ok(stream(state, job, submitted, header, started, prompt_tokens));
     }
-    let mut reader = Reader::new(
-        submitted,
-        state.tokenizer.as_ref(),
-        &job,
-        state.end_id,
-        &state.metrics,
-        started,
-    );
+    let mut reader = state.reader(submitted, &job, started);
     let mut outs = vec![ChoiceOut::default(); job.prompts.len()];
     while let Some(update) = reader.next().await {
         match update {
@@ -284,7 +289,7 @@ async fn generate(
 fn stream(
     state: Arc<AppState>,
     job: Job,
-    submitted: super::choices::Submitted,
+    submitted: Submitted,
     header: Header,
     started: Instant,
     prompt_tokens: usize,
@@ -292,14 +297,7 @@ fn stream(
     let (tx, mut rx) = unbounded_channel::<SseEvent>();
     tokio::spawn(async move {
         let send = |v: &Value| tx.send(SseEvent::default().data(v.to_string())).is_ok();
-        let mut reader = Reader::new(
-            submitted,
-            state.tokenizer.as_ref(),
-            &job,
-            state.end_id,
-            &state.metrics,
-            started,
-        );
+        let mut reader = state.reader(submitted, &job, started);
         if job.endpoint == Endpoint::Chat {
             for index in 0..job.prompts.len() {
                 if !send(&responses::role_chunk(&header, index)) {
