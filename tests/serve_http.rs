@@ -9,9 +9,9 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use common::server::Server;
 use common::*;
 use serde_json::{Value, json};
 
@@ -21,166 +21,20 @@ fn demo() -> PathBuf {
     fixtures().join(MODEL)
 }
 
-/// How long a server may take to say it listens.
-const START_LIMIT: Duration = Duration::from_secs(120);
-
-/// A running `serve`, killed and reaped when dropped (on every way out of a
-/// test: a failed assertion, a panic, a start that timed out).
-struct Server {
-    child: ChildGuard,
-    url: String,
-    agent: ureq::Agent,
-    _cache: tempfile::TempDir,
+/// `serve --model DEMO --port 0 EXTRA...`.
+fn start_server(extra: &[&str]) -> Server {
+    start_model(&demo(), extra, &[])
 }
 
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        Server::start_model(&demo(), extra, &[])
+/// `serve --model MODEL --port 0 EXTRA...` with `env` (and no API key from outside).
+fn start_model(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut args = vec!["serve", "--model", model.to_str().unwrap(), "--port", "0"];
+    args.extend_from_slice(extra);
+    let mut cli = Cli::new(&args).env_remove("TRTLLM_MINITRON_API_KEY");
+    for (k, v) in env {
+        cli = cli.env(k, v);
     }
-
-    /// `serve --model MODEL --port 0 EXTRA...` with its own conversion cache and `env`.
-    fn start_model(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let cache = tempfile::tempdir().unwrap();
-        let mut args = vec!["serve", "--model", model.to_str().unwrap(), "--port", "0"];
-        args.extend_from_slice(extra);
-        let mut cli = Cli::new(&args)
-            .cache(cache.path())
-            .env_remove("TRTLLM_MINITRON_API_KEY");
-        for (k, v) in env {
-            cli = cli.env(k, v);
-        }
-        let mut child = cli.spawn();
-        // Its first stdout line names the address; the rest is drained so the
-        // server never writes into a closed or full pipe.
-        let stdout = child.stdout.take().unwrap();
-        let (first_line, listening) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = first_line.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = listening.recv_timeout(START_LIMIT).unwrap_or_default();
-        let Some(url) = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(str::to_string)
-        else {
-            let _ = child.kill();
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("serve did not start within {START_LIMIT:?}: {line}{err}");
-        };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .new_agent();
-        Server {
-            child,
-            url,
-            agent,
-            _cache: cache,
-        }
-    }
-
-    fn cache(&self) -> &Path {
-        self._cache.path()
-    }
-
-    /// POST a JSON body (given as text, so malformed bodies can be sent).
-    fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.url))
-            .header("Content-Type", "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut res = req.send(body).expect("the server answers");
-        let status = res.status().as_u16();
-        let retry = res
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string());
-        let text = res.body_mut().read_to_string().unwrap();
-        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-        (status, json, retry)
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, json, _) = self.post_raw(path, &body.to_string(), &[]);
-        (status, json)
-    }
-
-    fn complete(&self, body: &Value) -> Value {
-        let (status, json) = self.post("/v1/completions", body);
-        assert_eq!(status, 200, "{json}");
-        json
-    }
-
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut req = self.agent.get(format!("{}{path}", self.url));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut res = req.call().expect("the server answers");
-        (res.status().as_u16(), res.body_mut().read_to_string().unwrap())
-    }
-
-    /// A streamed request's `data:` payloads, in order.
-    fn stream(&self, path: &str, body: &Value) -> Vec<String> {
-        let mut res = self
-            .agent
-            .post(format!("{}{path}", self.url))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 200);
-        assert_eq!(
-            res.headers().get("content-type").unwrap().to_str().unwrap(),
-            "text/event-stream"
-        );
-        BufReader::new(res.body_mut().as_reader())
-            .lines()
-            .map(Result::unwrap)
-            .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
-            .collect()
-    }
-
-    /// A metric's value from /metrics (0 when absent).
-    fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics", &[]);
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(0.0)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; None after `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn addr(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
-    }
+    Server::spawn(cli)
 }
 
 /// `run --json` of one text prompt alone, with the server's conversion cache.
@@ -207,7 +61,7 @@ fn greedy(prompt: Value, max_tokens: usize) -> Value {
 
 #[test]
 fn a_completion_is_runs_output_with_usage() {
-    let server = Server::start(&[]);
+    let server = start_server(&[]);
     let alone = run_alone(&server, "ROMEO:", 12);
     let body = server.complete(&greedy(json!("ROMEO:"), 12));
     assert_eq!(body["object"], "text_completion");
@@ -252,7 +106,7 @@ fn a_completion_is_runs_output_with_usage() {
 #[test]
 fn concurrent_greedy_requests_equal_each_request_run_alone() {
     // Three decode together, prompts join four tokens per step.
-    let server = Server::start(&["--max-batch", "3", "--prefill-chunk", "4"]);
+    let server = start_server(&["--max-batch", "3", "--prefill-chunk", "4"]);
     let prompts = [
         ("To be or not to be, that is the question:", 20),
         ("ROMEO:", 9),
@@ -291,7 +145,7 @@ fn concurrent_greedy_requests_equal_each_request_run_alone() {
 
 #[test]
 fn streaming_sends_the_same_text_in_chunks_then_usage_and_done() {
-    let server = Server::start(&[]);
+    let server = start_server(&[]);
     let whole = server.complete(&greedy(json!("JULIET:"), 16));
     let mut body = greedy(json!("JULIET:"), 16);
     body["stream"] = json!(true);
@@ -327,7 +181,7 @@ fn streaming_sends_the_same_text_in_chunks_then_usage_and_done() {
 
 #[test]
 fn a_stop_string_ends_the_text_before_it() {
-    let server = Server::start(&[]);
+    let server = start_server(&[]);
     let whole = server.complete(&greedy(json!("ROMEO:"), 30));
     let text = whole["choices"][0]["text"].as_str().unwrap().to_string();
     // A word from the middle of the greedy text.
@@ -358,7 +212,7 @@ fn a_stop_string_ends_the_text_before_it() {
 
 #[test]
 fn a_seed_reproduces_a_sampled_completion() {
-    let server = Server::start(&[]);
+    let server = start_server(&[]);
     let sampled = |seed: u64| {
         let body = json!({"model": MODEL, "prompt": "To be or not to be,", "max_tokens": 24,
             "temperature": 1.0, "top_p": 0.95, "seed": seed});
@@ -394,7 +248,7 @@ fn a_seed_reproduces_a_sampled_completion() {
 
 #[test]
 fn bad_requests_get_openai_errors_naming_the_field() {
-    let server = Server::start(&[]);
+    let server = start_server(&[]);
     let ok = greedy(json!("ROMEO:"), 4);
     let with = |key: &str, value: Value| {
         let mut b = ok.clone();
@@ -553,7 +407,7 @@ fn bad_requests_get_openai_errors_naming_the_field() {
 
 #[test]
 fn an_api_key_is_required_when_set_and_compared_exactly() {
-    let server = Server::start_model(&demo(), &[], &[("TRTLLM_MINITRON_API_KEY", "s3cret")]);
+    let server = start_model(&demo(), &[], &[("TRTLLM_MINITRON_API_KEY", "s3cret")]);
     let body = greedy(json!("ROMEO:"), 2).to_string();
     let (status, json, _) = server.post_raw("/v1/completions", &body, &[]);
     assert_eq!(status, 401);
@@ -620,7 +474,7 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn a_full_queue_is_429_with_retry_after() {
-    let server = Server::start(&["--max-batch", "1", "--max-queue", "0"]);
+    let server = start_server(&["--max-batch", "1", "--max-queue", "0"]);
     let _running = start_stream(&server, 400);
     let body = greedy(json!("JULIET:"), 2).to_string();
     let (status, json, retry) = server.post_raw("/v1/completions", &body, &[]);
@@ -637,7 +491,7 @@ fn a_full_queue_is_429_with_retry_after() {
 
 #[test]
 fn a_client_that_goes_away_is_cancelled_at_the_next_step() {
-    let server = Server::start(&["--max-batch", "1"]);
+    let server = start_server(&["--max-batch", "1"]);
     let tokens = "trtllm_minitron_generation_tokens_total";
     // Streaming: the client reads one chunk and leaves.
     drop(start_stream(&server, 400));
@@ -674,7 +528,7 @@ fn a_client_that_goes_away_is_cancelled_at_the_next_step() {
 
 #[test]
 fn sigterm_lets_running_requests_finish_then_exits_0() {
-    let mut server = Server::start(&[]);
+    let mut server = start_server(&[]);
     let mut stream = start_stream(&server, 24);
     server.signal("TERM");
     // The running stream completes.
@@ -692,7 +546,7 @@ fn sigterm_lets_running_requests_finish_then_exits_0() {
 
 #[test]
 fn ctrl_c_past_the_shutdown_timeout_cancels_and_exits_0() {
-    let mut server = Server::start(&["--shutdown-timeout", "0.5"]);
+    let mut server = start_server(&["--shutdown-timeout", "0.5"]);
     let mut stream = start_stream(&server, 500);
     let started = Instant::now();
     server.signal("INT");
@@ -707,7 +561,7 @@ fn ctrl_c_past_the_shutdown_timeout_cancels_and_exits_0() {
 
 #[test]
 fn models_health_and_metrics() {
-    let server = Server::start(&["--served-model-name", "bard"]);
+    let server = start_server(&["--served-model-name", "bard"]);
     let (status, text) = server.get("/v1/models", &[]);
     assert_eq!(status, 200);
     let models: Value = serde_json::from_str(&text).unwrap();
@@ -761,7 +615,7 @@ fn chat_completions_render_the_models_template() {
     edit_json(&model.join("tokenizer_config.json"), |v| {
         v["chat_template"] = json!(template);
     });
-    let server = Server::start_model(&model, &[], &[]);
+    let server = start_model(&model, &[], &[]);
     let messages = json!([
         {"role": "system", "content": "  A scene in Verona. "},
         {"role": "user", "content": [{"type": "text", "text": "Speak."}]},
@@ -857,7 +711,7 @@ fn a_checkpoint_without_a_tokenizer_takes_and_returns_token_ids() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let alone: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    let server = Server::start_model(&ckpt, &["--served-model-name", MODEL], &[]);
+    let server = start_model(&ckpt, &["--served-model-name", MODEL], &[]);
     let body = server.complete(&greedy(json!([5, 300, 41]), 6));
     assert_eq!(body["choices"][0]["token_ids"], alone["output_ids"]);
     assert_eq!(body["choices"][0]["text"], "");

@@ -20,7 +20,8 @@ use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::server::Server;
+use serde_json::{Value, json};
 use trtllm_minitron::executor::api::{ExecutorApi, ExecutorOptions, RequestSpec};
 use trtllm_minitron::executor::ffi::TrtllmExecutor;
 use trtllm_minitron::executor::router::{Event, Router};
@@ -113,6 +114,19 @@ impl Engine {
 
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output()
+    }
+
+    /// `trtllm-minitron serve --engine ENGINE --port 0 ARGS`, in the same
+    /// empty environment as `command`.
+    fn serve(&self, args: &[&str]) -> Server {
+        let dir = self.dir();
+        let mut all = vec!["serve", "--engine", dir.to_str().unwrap(), "--port", "0"];
+        all.extend_from_slice(args);
+        Server::spawn(
+            common::Cli::new(&all)
+                .env_clear()
+                .env("TRTLLM_FAKE_RECORD", self.record_path()),
+        )
     }
 
     /// What the fake recorded, one JSON object per call.
@@ -577,5 +591,72 @@ fn requests_still_running_are_cancelled_so_that_shutdown_does_not_wait_for_them(
         started.elapsed() < Duration::from_secs(5),
         "shutdown took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn serve_answers_through_the_real_bridge_as_run_does() {
+    if !fake() {
+        return;
+    }
+    let engine = Engine::new();
+    let prompts = [vec![100, 101], vec![7], vec![300, 301, 302]];
+    let alone: Vec<Value> = prompts
+        .iter()
+        .map(|p| {
+            let ids: Vec<String> = p.iter().map(i64::to_string).collect();
+            ok_json(&engine.run(&["--input-ids", &ids.join(","), "--max-new-tokens", "5", "--json"]))
+        })
+        .collect();
+    let enqueued = engine.events("enqueue").len();
+    let shutdowns = engine.events("shutdown").len();
+
+    let mut server = engine.serve(&[]);
+    let body =
+        |prompt: &[i64]| json!({"model": "engine", "prompt": prompt, "max_tokens": 5, "temperature": 0});
+    let one = server.complete(&body(&prompts[0]));
+    assert_eq!(one["choices"][0]["text"], alone[0]["text"]);
+    assert_eq!(one["choices"][0]["finish_reason"], "length");
+    assert_eq!(one["usage"]["completion_tokens"], 5);
+    let mut streamed = body(&prompts[0]);
+    streamed["stream"] = json!(true);
+    let text: String = server
+        .stream("/v1/completions", &streamed)
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| {
+            serde_json::from_str::<Value>(e).unwrap()["choices"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(text, alone[0]["text"].as_str().unwrap());
+    // Requests in flight together in the executor, each as `run` alone.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let server = &server;
+                s.spawn(move || server.complete(&body(p)))
+            })
+            .collect();
+        for (handle, want) in handles.into_iter().zip(&alone) {
+            assert_eq!(handle.join().unwrap()["choices"][0]["text"], want["text"]);
+        }
+    });
+    for request in &engine.events("enqueue")[enqueued..] {
+        assert_eq!(request["streaming"], true, "{request}");
+    }
+    assert_eq!(engine.events("enqueue").len(), enqueued + 5);
+
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(30)).expect("serve exits");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        engine.events("shutdown").len(),
+        shutdowns + 1,
+        "{:?}",
+        engine.record()
     );
 }

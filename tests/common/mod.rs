@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod server;
 pub mod stand_ins;
 
 use trtllm_minitron::generation::{Request, SamplingParams};
