@@ -26,58 +26,42 @@ pub enum Endpoint {
     Chat,
 }
 
+/// Fields both endpoints take.
+const COMMON_FIELDS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "stream",
+    "stream_options",
+    "n",
+    "logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+];
+
 impl Endpoint {
-    /// Fields of its body; anything else is refused.
-    fn fields(self) -> &'static [&'static str] {
-        match self {
-            Endpoint::Completions => &[
-                "model",
-                "prompt",
-                "max_tokens",
-                "temperature",
-                "top_p",
-                "top_k",
-                "repetition_penalty",
-                "seed",
-                "stop",
-                "stream",
-                "stream_options",
-                "n",
-                "best_of",
-                "logprobs",
-                "echo",
-                "suffix",
-                "presence_penalty",
-                "frequency_penalty",
-                "logit_bias",
-                "user",
-            ],
+    /// Whether its body may hold `field`; anything else is refused.
+    fn takes(self, field: &str) -> bool {
+        let own: &[&str] = match self {
+            Endpoint::Completions => &["prompt", "best_of", "echo", "suffix"],
             Endpoint::Chat => &[
-                "model",
                 "messages",
-                "max_tokens",
                 "max_completion_tokens",
-                "temperature",
-                "top_p",
-                "top_k",
-                "repetition_penalty",
-                "seed",
-                "stop",
-                "stream",
-                "stream_options",
-                "n",
-                "logprobs",
                 "top_logprobs",
-                "presence_penalty",
-                "frequency_penalty",
-                "logit_bias",
-                "user",
                 "response_format",
                 "tools",
                 "tool_choice",
                 "parallel_tool_calls",
             ],
-        }
+        };
+        COMMON_FIELDS.contains(&field) || own.contains(&field)
     }
 }
 
@@ -176,7 +160,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8], cx: &Context<'_>) -> Result<Job, A
     let Value::Object(object) = &value else {
         return Err(ApiError::bad_request("The request body must be a JSON object"));
     };
-    if let Some(key) = object.keys().find(|k| !endpoint.fields().contains(&k.as_str())) {
+    if let Some(key) = object.keys().find(|k| !endpoint.takes(k)) {
         return Err(ApiError::invalid(
             key.clone(),
             format!("Unrecognized request argument supplied: {key}"),
