@@ -30,6 +30,13 @@ pub const KC: usize = 1024;
 /// 128 KiB, stays in L2 while every token tile passes over it).
 pub const MC: usize = 32;
 
+/// Up to this many tokens, tiles read the weight rows where they are stored
+/// and widen them in registers; above, a block's rows are widened and packed
+/// once and every tile reads the packed copy. For a batch of decoding
+/// requests the packing costs more than the few tiles it serves (on the 8B
+/// shape, 16 tokens spent most of a step packing).
+pub const STORED_MAX_TOKENS: usize = 64;
+
 /// Tokens of one register tile.
 fn tokens(isa: Isa) -> usize {
     match isa {
@@ -140,19 +147,45 @@ unsafe fn block(
     let t_max = layout.t_max;
     let (k, m) = (w.cols, w.rows);
     let rows = (o1 - o0).next_multiple_of(ROWS);
+    // Reading rows as stored needs whole quads of rows and no padded inputs.
+    let stored = n <= STORED_MAX_TOKENS
+        && order::reads_stored(isa)
+        && k.is_multiple_of(lanes)
+        && (o1 - o0).is_multiple_of(ROWS);
+    let row_bytes = k * w.dtype.size();
     SCRATCH.with_borrow_mut(|s| {
         s.w.resize(MC * KC, 0.0);
         s.partial.resize(n * MC * lanes, 0.0);
         for kb in (0..layout.kp).step_by(KC) {
             let kcp = KC.min(layout.kp - kb);
-            pack_weights(w, o0, o1, kb, kcp, lanes, &mut s.w[..rows * kcp]);
+            if !stored {
+                pack_weights(w, o0, o1, kb, kcp, lanes, &mut s.w[..rows * kcp]);
+            }
             for (tile, tb) in (0..n).step_by(t_max).enumerate() {
                 let tn = t_max.min(n - tb);
                 let xs = &inputs[layout.at(tile, kb, tn)..][..tn * kcp];
                 for r in (0..rows).step_by(ROWS) {
-                    let panel = &s.w[r * kcp..(r + ROWS) * kcp];
                     let at = (tb * MC + r) * lanes;
-                    order::tile(isa, tn, kcp, panel, xs, &mut s.partial[at..], MC * lanes, kb == 0);
+                    let partial = &mut s.partial[at..];
+                    if stored {
+                        let start = (o0 + r) * row_bytes + kb * w.dtype.size();
+                        let rows = &w.data[start..];
+                        order::tile_stored(
+                            isa,
+                            w.dtype,
+                            tn,
+                            kcp,
+                            rows,
+                            row_bytes,
+                            xs,
+                            partial,
+                            MC * lanes,
+                            kb == 0,
+                        );
+                    } else {
+                        let panel = &s.w[r * kcp..(r + ROWS) * kcp];
+                        order::tile(isa, tn, kcp, panel, xs, partial, MC * lanes, kb == 0);
+                    }
                 }
             }
         }

@@ -79,6 +79,42 @@ pub fn tile(
     }
 }
 
+/// Whether `tile_stored` runs on `isa` (the x86 kernels; the portable path
+/// packs).
+pub fn reads_stored(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa != Isa::Generic
+}
+
+/// `tile` with the weight rows read where they are stored: four rows of `kp`
+/// elements of `dtype`, `row_bytes` apart from the start of `w`, widened in
+/// registers. Same sums, same order, so the same bits as `tile` on the packed
+/// rows. Only where `reads_stored(isa)`.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_stored(
+    isa: Isa,
+    dtype: DType,
+    tokens: usize,
+    kp: usize,
+    w: &[u8],
+    row_bytes: usize,
+    x: &[f32],
+    partial: &mut [f32],
+    ldp: usize,
+    first: bool,
+) {
+    let l = lanes(isa);
+    assert!(kp.is_multiple_of(l) && x.len() >= tokens * kp && row_bytes >= kp * dtype.size());
+    assert!(w.len() >= (ROWS - 1) * row_bytes + kp * dtype.size());
+    assert!(partial.len() >= (tokens - 1) * ldp + ROWS * l);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => {
+            x86::tile_stored(isa, dtype, tokens, kp, w, row_bytes, x, partial, ldp, first)
+        }
+        _ => unreachable!("tile_stored on {isa:?}"),
+    }
+}
+
 const GENERIC_LANES: usize = 8;
 
 fn tile_generic(

@@ -53,6 +53,62 @@ pub fn tile(
     }
 }
 
+/// `tile` with the four weight rows read where they are stored (at stride
+/// `row_bytes` from `w`), widened in registers instead of packed beforehand.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_stored(
+    isa: Isa,
+    dtype: DType,
+    tokens: usize,
+    kp: usize,
+    w: &[u8],
+    row_bytes: usize,
+    x: &[f32],
+    partial: &mut [f32],
+    ldp: usize,
+    first: bool,
+) {
+    // SAFETY: sizes checked by `super::tile_stored`; features as in `rows`.
+    unsafe {
+        match dtype {
+            DType::BF16 => tile_stored_as::<Bf16>(isa, tokens, kp, w, row_bytes, x, partial, ldp, first),
+            DType::F16 => tile_stored_as::<F16>(isa, tokens, kp, w, row_bytes, x, partial, ldp, first),
+            DType::F32 => tile_stored_as::<F32>(isa, tokens, kp, w, row_bytes, x, partial, ldp, first),
+        }
+    }
+}
+
+/// # Safety
+/// As `tile_stored`'s checks; the CPU has `isa`'s features.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_stored_as<E: Elem>(
+    isa: Isa,
+    tokens: usize,
+    kp: usize,
+    w: &[u8],
+    row_bytes: usize,
+    x: &[f32],
+    partial: &mut [f32],
+    ldp: usize,
+    first: bool,
+) {
+    let (w, x, p) = (w.as_ptr(), x.as_ptr(), partial.as_mut_ptr());
+    // SAFETY: the caller's contract.
+    unsafe {
+        match (isa, tokens) {
+            (Isa::Avx512, 1) => stile512::<E, 1>(kp, w, row_bytes, x, p, ldp, first),
+            (Isa::Avx512, 2) => stile512::<E, 2>(kp, w, row_bytes, x, p, ldp, first),
+            (Isa::Avx512, 3) => stile512::<E, 3>(kp, w, row_bytes, x, p, ldp, first),
+            (Isa::Avx512, 4) => stile512::<E, 4>(kp, w, row_bytes, x, p, ldp, first),
+            (Isa::Avx512, 5) => stile512::<E, 5>(kp, w, row_bytes, x, p, ldp, first),
+            (Isa::Avx512, 6) => stile512::<E, 6>(kp, w, row_bytes, x, p, ldp, first),
+            (_, 1) => stile256::<E, 1>(kp, w, row_bytes, x, p, ldp, first),
+            (_, 2) => stile256::<E, 2>(kp, w, row_bytes, x, p, ldp, first),
+            _ => unreachable!("tile of {tokens} tokens"),
+        }
+    }
+}
+
 /// The row kernel and the register tile for one vector width: the same code
 /// for AVX-512 (16 lanes) and AVX2 (8), each compiled with its own target
 /// features (a generic function could not carry them).
@@ -60,7 +116,8 @@ macro_rules! kernels {
     (
         features: $features:literal, lanes: $lanes:literal, vector: $v:ty,
         zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
-        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident $(,)?
+        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident,
+        stored_tile: $stile:ident $(,)?
     ) => {
         /// Lanes of four rows at a time; the inputs' last partial vector comes
         /// from a zero-padded copy (of x, and of each row's last elements).
@@ -163,17 +220,72 @@ macro_rules! kernels {
                 }
             }
         }
+
+        /// The register tile with its four weight rows read as stored, `row_bytes`
+        /// apart, and widened in registers: the same products in the same
+        /// order as `$tile` on the packed, widened rows (widening is exact).
+        ///
+        /// # Safety
+        /// `w`: four rows of `kp` elements of `E`, `row_bytes` apart; `x`, `p` as
+        /// for the tile; the CPU has the features named.
+        #[target_feature(enable = $features)]
+        unsafe fn $stile<E: Elem, const T: usize>(
+            kp: usize,
+            w: *const u8,
+            row_bytes: usize,
+            x: *const f32,
+            p: *mut f32,
+            ldp: usize,
+            first: bool,
+        ) {
+            const L: usize = $lanes;
+            let mut acc: [[$v; ROWS]; T] = [[$zero(); ROWS]; T];
+            if !first {
+                for (t, row) in acc.iter_mut().enumerate() {
+                    for (r, a) in row.iter_mut().enumerate() {
+                        // SAFETY: the caller's contract.
+                        *a = unsafe { $loadu(p.add(t * ldp + r * L)) };
+                    }
+                }
+            }
+            let mut x = x;
+            for v in 0..kp / L {
+                // SAFETY (block): the caller's contract.
+                unsafe {
+                    let at = w.add(v * L * E::SIZE);
+                    let wv = [
+                        E::$widen(at),
+                        E::$widen(at.add(row_bytes)),
+                        E::$widen(at.add(2 * row_bytes)),
+                        E::$widen(at.add(3 * row_bytes)),
+                    ];
+                    for (t, row) in acc.iter_mut().enumerate() {
+                        let xv = $loadu(x.add(t * L));
+                        for (a, wr) in row.iter_mut().zip(wv) {
+                            *a = $fmadd(wr, xv, *a);
+                        }
+                    }
+                    x = x.add(T * L);
+                }
+            }
+            for (t, row) in acc.iter().enumerate() {
+                for (r, a) in row.iter().enumerate() {
+                    // SAFETY: the caller's contract.
+                    unsafe { $storeu(p.add(t * ldp + r * L), *a) };
+                }
+            }
+        }
     };
 }
 
 kernels! {
     features: "avx512f,avx2,fma,f16c", lanes: 16, vector: __m512,
     zero: _mm512_setzero_ps, loadu: _mm512_loadu_ps, storeu: _mm512_storeu_ps, fmadd: _mm512_fmadd_ps,
-    widen: load16, isa: Isa::Avx512, rows: rows512, tile: tile512,
+    widen: load16, isa: Isa::Avx512, rows: rows512, tile: tile512, stored_tile: stile512,
 }
 
 kernels! {
     features: "avx2,fma,f16c", lanes: 8, vector: __m256,
     zero: _mm256_setzero_ps, loadu: _mm256_loadu_ps, storeu: _mm256_storeu_ps, fmadd: _mm256_fmadd_ps,
-    widen: load8, isa: Isa::Avx2, rows: rows256, tile: tile256,
+    widen: load8, isa: Isa::Avx2, rows: rows256, tile: tile256, stored_tile: stile256,
 }
