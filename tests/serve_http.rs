@@ -579,8 +579,7 @@ fn models_health_and_metrics() {
         &json!({"model": "bard", "prompt": "ROMEO:", "max_tokens": 3}),
     );
     assert_eq!(status, 200);
-    let (_, metrics) = server.get("/metrics", &[]);
-    for line in [
+    let expected = [
         "trtllm_minitron_http_requests_total{path=\"/v1/completions\",status=\"200\"} 1",
         "trtllm_minitron_http_requests_total{path=\"/v1/completions\",status=\"404\"} 1",
         "trtllm_minitron_generation_tokens_total 3",
@@ -589,7 +588,20 @@ fn models_health_and_metrics() {
         "trtllm_minitron_inter_token_latency_seconds_count 2",
         "trtllm_minitron_queue_depth 0",
         "trtllm_minitron_running_batch_size 0",
-    ] {
+    ];
+    // The scheduler records a finished request just after its last token is
+    // sent, so a scrape right after the response may lag by a step: wait
+    // (boundedly) for the counters to settle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let (_, metrics) = server.get("/metrics", &[]);
+        let settled = expected.iter().all(|line| metrics.lines().any(|l| l == *line));
+        if settled || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    for line in expected {
         assert!(
             metrics.lines().any(|l| l == line),
             "missing {line:?} in\n{metrics}"
