@@ -36,20 +36,24 @@ pub fn tile(
     ldp: usize,
     first: bool,
 ) {
-    let (w, x, p) = (w.as_ptr(), x.as_ptr(), partial.as_mut_ptr());
+    // The packed panel is `[vector][row][lanes]` of f32: rows `lanes` floats
+    // apart, vectors `ROWS * lanes` floats apart.
+    let row_bytes = super::lanes(isa) * 4;
+    let w = w.as_ptr().cast::<u8>();
     // SAFETY: sizes checked by `super::tile`; features as in `rows`.
     unsafe {
-        match (isa, tokens) {
-            (Isa::Avx512, 1) => tile512::<1>(kp, w, x, p, ldp, first),
-            (Isa::Avx512, 2) => tile512::<2>(kp, w, x, p, ldp, first),
-            (Isa::Avx512, 3) => tile512::<3>(kp, w, x, p, ldp, first),
-            (Isa::Avx512, 4) => tile512::<4>(kp, w, x, p, ldp, first),
-            (Isa::Avx512, 5) => tile512::<5>(kp, w, x, p, ldp, first),
-            (Isa::Avx512, 6) => tile512::<6>(kp, w, x, p, ldp, first),
-            (_, 1) => tile256::<1>(kp, w, x, p, ldp, first),
-            (_, 2) => tile256::<2>(kp, w, x, p, ldp, first),
-            _ => unreachable!("tile of {tokens} tokens"),
-        }
+        tile_at::<F32>(
+            isa,
+            tokens,
+            kp,
+            w,
+            row_bytes,
+            ROWS * row_bytes,
+            x,
+            partial,
+            ldp,
+            first,
+        )
     }
 }
 
@@ -68,42 +72,49 @@ pub fn tile_stored(
     ldp: usize,
     first: bool,
 ) {
+    let step = super::lanes(isa) * dtype.size();
+    let w = w.as_ptr();
     // SAFETY: sizes checked by `super::tile_stored`; features as in `rows`.
     unsafe {
         match dtype {
-            DType::BF16 => tile_stored_as::<Bf16>(isa, tokens, kp, w, row_bytes, x, partial, ldp, first),
-            DType::F16 => tile_stored_as::<F16>(isa, tokens, kp, w, row_bytes, x, partial, ldp, first),
-            DType::F32 => tile_stored_as::<F32>(isa, tokens, kp, w, row_bytes, x, partial, ldp, first),
+            DType::BF16 => tile_at::<Bf16>(isa, tokens, kp, w, row_bytes, step, x, partial, ldp, first),
+            DType::F16 => tile_at::<F16>(isa, tokens, kp, w, row_bytes, step, x, partial, ldp, first),
+            DType::F32 => tile_at::<F32>(isa, tokens, kp, w, row_bytes, step, x, partial, ldp, first),
         }
     }
 }
 
+/// The register tile for rows of `E` at `w`: row `r`, vector `v` of the
+/// tile starts `r * row_bytes + v * step` bytes in.
+///
 /// # Safety
-/// As `tile_stored`'s checks; the CPU has `isa`'s features.
+/// As `tile`'s and `tile_stored`'s checks; the CPU has `isa`'s features.
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_stored_as<E: Elem>(
+unsafe fn tile_at<E: Elem>(
     isa: Isa,
     tokens: usize,
     kp: usize,
-    w: &[u8],
+    w: *const u8,
     row_bytes: usize,
+    step: usize,
     x: &[f32],
     partial: &mut [f32],
     ldp: usize,
     first: bool,
 ) {
-    let (w, x, p) = (w.as_ptr(), x.as_ptr(), partial.as_mut_ptr());
+    let (x, p) = (x.as_ptr(), partial.as_mut_ptr());
+    let s = (row_bytes, step);
     // SAFETY: the caller's contract.
     unsafe {
         match (isa, tokens) {
-            (Isa::Avx512, 1) => stile512::<E, 1>(kp, w, row_bytes, x, p, ldp, first),
-            (Isa::Avx512, 2) => stile512::<E, 2>(kp, w, row_bytes, x, p, ldp, first),
-            (Isa::Avx512, 3) => stile512::<E, 3>(kp, w, row_bytes, x, p, ldp, first),
-            (Isa::Avx512, 4) => stile512::<E, 4>(kp, w, row_bytes, x, p, ldp, first),
-            (Isa::Avx512, 5) => stile512::<E, 5>(kp, w, row_bytes, x, p, ldp, first),
-            (Isa::Avx512, 6) => stile512::<E, 6>(kp, w, row_bytes, x, p, ldp, first),
-            (_, 1) => stile256::<E, 1>(kp, w, row_bytes, x, p, ldp, first),
-            (_, 2) => stile256::<E, 2>(kp, w, row_bytes, x, p, ldp, first),
+            (Isa::Avx512, 1) => tile512::<E, 1>(kp, w, s, x, p, ldp, first),
+            (Isa::Avx512, 2) => tile512::<E, 2>(kp, w, s, x, p, ldp, first),
+            (Isa::Avx512, 3) => tile512::<E, 3>(kp, w, s, x, p, ldp, first),
+            (Isa::Avx512, 4) => tile512::<E, 4>(kp, w, s, x, p, ldp, first),
+            (Isa::Avx512, 5) => tile512::<E, 5>(kp, w, s, x, p, ldp, first),
+            (Isa::Avx512, 6) => tile512::<E, 6>(kp, w, s, x, p, ldp, first),
+            (_, 1) => tile256::<E, 1>(kp, w, s, x, p, ldp, first),
+            (_, 2) => tile256::<E, 2>(kp, w, s, x, p, ldp, first),
             _ => unreachable!("tile of {tokens} tokens"),
         }
     }
@@ -116,8 +127,7 @@ macro_rules! kernels {
     (
         features: $features:literal, lanes: $lanes:literal, vector: $v:ty,
         zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
-        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident,
-        stored_tile: $stile:ident $(,)?
+        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident $(,)?
     ) => {
         /// Lanes of four rows at a time; the inputs' last partial vector comes
         /// from a zero-padded copy (of x, and of each row's last elements).
@@ -168,71 +178,20 @@ macro_rules! kernels {
             }
         }
 
-        /// Four packed rows x T tokens (with AVX-512 at T = 6, 24 accumulators).
+        /// Four rows x T tokens (with AVX-512 at T = 6, 24 accumulators), the
+        /// rows' elements of `E` widened in registers (exact), vector `v` of row
+        /// `r` at `w + r * row_bytes + v * step` bytes: a packed f32 panel and
+        /// rows read where they are stored give the same sums in the same order.
         ///
         /// # Safety
-        /// `w`: `kp * 4` floats `[vector][row][L]`; `x`: `kp * T` floats
+        /// `w`: four rows of `kp` elements so laid out; `x`: `kp * T` floats
         /// `[vector][token][L]`; `p`: T rows of 4 x L floats at stride `ldp`;
         /// the CPU has the features named.
         #[target_feature(enable = $features)]
-        unsafe fn $tile<const T: usize>(
-            kp: usize,
-            w: *const f32,
-            x: *const f32,
-            p: *mut f32,
-            ldp: usize,
-            first: bool,
-        ) {
-            const L: usize = $lanes;
-            let mut acc: [[$v; ROWS]; T] = [[$zero(); ROWS]; T];
-            if !first {
-                for (t, row) in acc.iter_mut().enumerate() {
-                    for (r, a) in row.iter_mut().enumerate() {
-                        // SAFETY: the caller's contract.
-                        *a = unsafe { $loadu(p.add(t * ldp + r * L)) };
-                    }
-                }
-            }
-            let (mut w, mut x) = (w, x);
-            for _ in 0..kp / L {
-                // SAFETY (block): the caller's contract; both panels are read front to back.
-                unsafe {
-                    let wv = [
-                        $loadu(w),
-                        $loadu(w.add(L)),
-                        $loadu(w.add(2 * L)),
-                        $loadu(w.add(3 * L)),
-                    ];
-                    for (t, row) in acc.iter_mut().enumerate() {
-                        let xv = $loadu(x.add(t * L));
-                        for (a, wr) in row.iter_mut().zip(wv) {
-                            *a = $fmadd(wr, xv, *a);
-                        }
-                    }
-                    w = w.add(ROWS * L);
-                    x = x.add(T * L);
-                }
-            }
-            for (t, row) in acc.iter().enumerate() {
-                for (r, a) in row.iter().enumerate() {
-                    // SAFETY: the caller's contract.
-                    unsafe { $storeu(p.add(t * ldp + r * L), *a) };
-                }
-            }
-        }
-
-        /// The register tile with its four weight rows read as stored, `row_bytes`
-        /// apart, and widened in registers: the same products in the same
-        /// order as `$tile` on the packed, widened rows (widening is exact).
-        ///
-        /// # Safety
-        /// `w`: four rows of `kp` elements of `E`, `row_bytes` apart; `x`, `p` as
-        /// for the tile; the CPU has the features named.
-        #[target_feature(enable = $features)]
-        unsafe fn $stile<E: Elem, const T: usize>(
+        unsafe fn $tile<E: Elem, const T: usize>(
             kp: usize,
             w: *const u8,
-            row_bytes: usize,
+            (row_bytes, step): (usize, usize),
             x: *const f32,
             p: *mut f32,
             ldp: usize,
@@ -252,7 +211,7 @@ macro_rules! kernels {
             for v in 0..kp / L {
                 // SAFETY (block): the caller's contract.
                 unsafe {
-                    let at = w.add(v * L * E::SIZE);
+                    let at = w.add(v * step);
                     let wv = [
                         E::$widen(at),
                         E::$widen(at.add(row_bytes)),
@@ -281,11 +240,11 @@ macro_rules! kernels {
 kernels! {
     features: "avx512f,avx2,fma,f16c", lanes: 16, vector: __m512,
     zero: _mm512_setzero_ps, loadu: _mm512_loadu_ps, storeu: _mm512_storeu_ps, fmadd: _mm512_fmadd_ps,
-    widen: load16, isa: Isa::Avx512, rows: rows512, tile: tile512, stored_tile: stile512,
+    widen: load16, isa: Isa::Avx512, rows: rows512, tile: tile512,
 }
 
 kernels! {
     features: "avx2,fma,f16c", lanes: 8, vector: __m256,
     zero: _mm256_setzero_ps, loadu: _mm256_loadu_ps, storeu: _mm256_storeu_ps, fmadd: _mm256_fmadd_ps,
-    widen: load8, isa: Isa::Avx2, rows: rows256, tile: tile256, stored_tile: stile256,
+    widen: load8, isa: Isa::Avx2, rows: rows256, tile: tile256,
 }
