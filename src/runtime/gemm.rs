@@ -13,11 +13,15 @@
 //! rows x T tokens keeps one vector of lane sums per output (AVX-512: 4 x 6,
 //! 24 accumulators) and saves them between KC blocks, so the blocking does
 //! not change the order.
+//!
+//! With bf16 products (`Order::Bf16`) the inputs are packed rounded to bf16,
+//! 32 per vector, and the tiles of `dot_order::bf16` read the bf16 rows where
+//! they are stored, for any number of tokens (nothing to widen).
 
 use std::cell::RefCell;
 
-use super::dot_order::{self as order, ROWS};
-use super::kernels::{Isa, MatRef, decode_row};
+use super::dot_order::{self as order, ROWS, bf16};
+use super::kernels::{Isa, MatRef, Order, decode_row};
 use super::pool::{Chunks, Pool, SharedOut, split};
 
 /// Inputs per block. A tile streams its 4 weight rows (16 KiB widened) and
@@ -40,7 +44,7 @@ pub const STORED_MAX_TOKENS: usize = 64;
 /// Tokens of one register tile.
 fn tokens(isa: Isa) -> usize {
     match isa {
-        Isa::Avx512 => 6,
+        Isa::Avx512 | Isa::Avx512Bf16 => 6,
         Isa::Avx2 | Isa::Generic => 2,
     }
 }
@@ -49,6 +53,9 @@ fn tokens(isa: Isa) -> usize {
 struct Scratch {
     /// Packed weights of one block and KC inputs, `[quad][vector][row][lanes]`.
     w: Vec<f32>,
+    /// Bf16 order: one block's weight rows zero-padded to KC inputs, as stored
+    /// (only when rows cannot be read where they are).
+    w16: Vec<u8>,
     /// Lane sums: `[token][row in block][lanes]`.
     partial: Vec<f32>,
 }
@@ -57,6 +64,7 @@ thread_local! {
     // Reused across calls: fresh buffers would fault in new pages every time.
     static SCRATCH: RefCell<Scratch> = RefCell::default();
     static INPUTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static INPUTS_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Where the inputs of tile `tile`, block `kb` start in the packed inputs:
@@ -72,57 +80,106 @@ impl Layout {
     }
 }
 
+/// The packed inputs of a product, in the order's element type.
+#[derive(Clone, Copy)]
+enum Inputs<'a> {
+    F32(&'a [f32]),
+    /// Rounded to bf16 (the bf16 order).
+    Bf16(&'a [u16]),
+}
+
 /// `y = x w^T` for `n` tokens on `threads` threads of `pool` (1 = the caller
-/// alone). `x` is `[n, w.cols]`, `y` is `[n, w.rows]`.
-pub fn product(pool: &Pool, threads: usize, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
-    let (k, m) = (w.cols, w.rows);
-    let lanes = order::lanes(isa);
+/// alone), summed in `how`'s order. `x` is `[n, w.cols]`, `y` is `[n, w.rows]`.
+pub fn product(pool: &Pool, threads: usize, how: Order, x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
+    let (isa, vector) = match how {
+        Order::F32(isa) => (isa, order::lanes(isa)),
+        Order::Bf16 => (Isa::Avx512, bf16::VECTOR),
+    };
+    let k = w.cols;
     let t_max = tokens(isa);
     let layout = Layout {
         t_max,
-        kp: k.next_multiple_of(lanes),
+        kp: k.next_multiple_of(vector),
     };
-    let tiles = n.div_ceil(t_max);
-    let run = |job: &(dyn Fn(usize) + Sync)| if threads == 1 { job(0) } else { pool.run(job) };
-    INPUTS.with_borrow_mut(|packed| {
-        packed.resize(tiles * t_max * layout.kp, 0.0);
-        let dst = SharedOut::new(packed);
-        run(&|index| {
-            let (a, b) = split(tiles, 1, index, threads);
-            for tile in a..b {
-                let tb = tile * t_max;
-                let tn = t_max.min(n - tb);
-                // SAFETY: each tile's packed range is written by one thread only.
-                let out = unsafe { dst.range(layout.at(tile, 0, tn), tn * layout.kp) };
-                pack_inputs(&x[tb * k..(tb + tn) * k], k, tn, lanes, out);
-            }
-        });
-        let inputs: &[f32] = packed;
-        let out = SharedOut::new(y);
-        let blocks = Chunks::new(m, MC);
-        run(&|_| {
+    let out = SharedOut::new(y);
+    let compute = |inputs: Inputs<'_>| {
+        let blocks = Chunks::new(w.rows, MC);
+        run_on(pool, threads, &|_| {
             while let Some((o0, o1)) = blocks.claim() {
                 // SAFETY: claimed row ranges are disjoint, so are the columns of y.
                 unsafe { block(isa, inputs, &layout, n, w, o0, o1, out) };
             }
         });
+    };
+    match how {
+        Order::F32(_) => INPUTS.with_borrow_mut(|packed| {
+            pack_all(pool, threads, &layout, x, n, k, vector, packed, |v| v);
+            compute(Inputs::F32(packed));
+        }),
+        Order::Bf16 => INPUTS_BF16.with_borrow_mut(|packed| {
+            pack_all(pool, threads, &layout, x, n, k, vector, packed, bf16::round);
+            compute(Inputs::Bf16(packed));
+        }),
+    }
+}
+
+/// `job(thread index)` on `threads` threads of `pool` (1: the caller alone).
+fn run_on(pool: &Pool, threads: usize, job: &(dyn Fn(usize) + Sync)) {
+    if threads == 1 { job(0) } else { pool.run(job) }
+}
+
+/// Packs all `n` tokens' inputs (`convert`ed) tile by tile, tiles split among threads.
+#[allow(clippy::too_many_arguments)]
+fn pack_all<E: Copy + Default + Send>(
+    pool: &Pool,
+    threads: usize,
+    layout: &Layout,
+    x: &[f32],
+    n: usize,
+    k: usize,
+    vector: usize,
+    packed: &mut Vec<E>,
+    convert: fn(f32) -> E,
+) {
+    let t_max = layout.t_max;
+    let tiles = n.div_ceil(t_max);
+    packed.resize(tiles * t_max * layout.kp, E::default());
+    let dst = SharedOut::new(packed);
+    run_on(pool, threads, &|index| {
+        let (a, b) = split(tiles, 1, index, threads);
+        for tile in a..b {
+            let tb = tile * t_max;
+            let tn = t_max.min(n - tb);
+            // SAFETY: each tile's packed range is written by one thread only.
+            let out = unsafe { dst.range(layout.at(tile, 0, tn), tn * layout.kp) };
+            pack_inputs(&x[tb * k..(tb + tn) * k], k, tn, vector, out, convert);
+        }
     });
 }
 
-/// Packs `tokens` rows of `k` inputs as `[kb block][vector][token][lanes]`,
-/// zero past `k`.
-fn pack_inputs(x: &[f32], k: usize, tokens: usize, lanes: usize, out: &mut [f32]) {
-    let kp = k.next_multiple_of(lanes);
+/// Packs `tokens` rows of `k` inputs (`convert`ed) as
+/// `[kb block][vector][token][vector]`, zero past `k`.
+fn pack_inputs<E: Copy + Default>(
+    x: &[f32],
+    k: usize,
+    tokens: usize,
+    vector: usize,
+    out: &mut [E],
+    convert: fn(f32) -> E,
+) {
+    let kp = k.next_multiple_of(vector);
     for kb in (0..kp).step_by(KC) {
         let kcp = KC.min(kp - kb);
         let block = &mut out[kb * tokens..(kb + kcp) * tokens];
-        for (v, group) in block.chunks_exact_mut(tokens * lanes).enumerate() {
-            for (t, dst) in group.chunks_exact_mut(lanes).enumerate() {
-                let i = kb + v * lanes;
+        for (v, group) in block.chunks_exact_mut(tokens * vector).enumerate() {
+            for (t, dst) in group.chunks_exact_mut(vector).enumerate() {
+                let i = kb + v * vector;
                 let row = &x[t * k..(t + 1) * k];
-                let n = lanes.min(k.saturating_sub(i));
-                dst[..n].copy_from_slice(&row[i..i + n]);
-                dst[n..].fill(0.0);
+                let n = vector.min(k.saturating_sub(i));
+                for (d, &s) in dst.iter_mut().zip(&row[i..i + n]) {
+                    *d = convert(s);
+                }
+                dst[n..].fill(E::default());
             }
         }
     }
@@ -135,7 +192,7 @@ fn pack_inputs(x: &[f32], k: usize, tokens: usize, lanes: usize, out: &mut [f32]
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
     isa: Isa,
-    inputs: &[f32],
+    inputs: Inputs<'_>,
     layout: &Layout,
     n: usize,
     w: MatRef<'_>,
@@ -145,46 +202,75 @@ unsafe fn block(
 ) {
     let lanes = order::lanes(isa);
     let t_max = layout.t_max;
-    let (k, m) = (w.cols, w.rows);
+    let (k, m, es) = (w.cols, w.rows, w.dtype.size());
     let rows = (o1 - o0).next_multiple_of(ROWS);
     // Reading rows as stored needs whole quads of rows and no padded inputs.
-    let stored = n <= STORED_MAX_TOKENS
-        && order::reads_stored(isa)
-        && k.is_multiple_of(lanes)
-        && (o1 - o0).is_multiple_of(ROWS);
-    let row_bytes = k * w.dtype.size();
+    // Bf16 rows need no widening, so they are read as stored for any batch.
+    let whole = (o1 - o0).is_multiple_of(ROWS);
+    let stored = match inputs {
+        Inputs::F32(_) => {
+            n <= STORED_MAX_TOKENS && order::reads_stored(isa) && k.is_multiple_of(lanes) && whole
+        }
+        Inputs::Bf16(_) => k.is_multiple_of(bf16::VECTOR) && whole,
+    };
+    let row_bytes = k * es;
     SCRATCH.with_borrow_mut(|s| {
-        s.w.resize(MC * KC, 0.0);
         s.partial.resize(n * MC * lanes, 0.0);
         for kb in (0..layout.kp).step_by(KC) {
             let kcp = KC.min(layout.kp - kb);
-            if !stored {
-                pack_weights(w, o0, o1, kb, kcp, lanes, &mut s.w[..rows * kcp]);
-            }
+            // The rows of this block, as the tiles read them.
+            let (panel, panel_row_bytes): (&[u8], usize) = match inputs {
+                _ if stored => (&w.data[o0 * row_bytes + kb * es..], row_bytes),
+                Inputs::F32(_) => {
+                    s.w.resize(MC * KC, 0.0);
+                    pack_weights(w, o0, o1, kb, kcp, lanes, &mut s.w[..rows * kcp]);
+                    (&[], 0)
+                }
+                Inputs::Bf16(_) => {
+                    s.w16.resize(MC * KC * 2, 0);
+                    copy_rows_padded(w, o0, o1, kb, kcp, &mut s.w16[..rows * kcp * 2]);
+                    (&s.w16[..], kcp * 2)
+                }
+            };
             for (tile, tb) in (0..n).step_by(t_max).enumerate() {
                 let tn = t_max.min(n - tb);
-                let xs = &inputs[layout.at(tile, kb, tn)..][..tn * kcp];
+                let xs = layout.at(tile, kb, tn)..layout.at(tile, kb, tn) + tn * kcp;
                 for r in (0..rows).step_by(ROWS) {
-                    let at = (tb * MC + r) * lanes;
-                    let partial = &mut s.partial[at..];
-                    if stored {
-                        let start = (o0 + r) * row_bytes + kb * w.dtype.size();
-                        let rows = &w.data[start..];
-                        order::tile_stored(
-                            isa,
-                            w.dtype,
-                            tn,
-                            kcp,
-                            rows,
-                            row_bytes,
-                            xs,
-                            partial,
-                            MC * lanes,
-                            kb == 0,
-                        );
-                    } else {
-                        let panel = &s.w[r * kcp..(r + ROWS) * kcp];
-                        order::tile(isa, tn, kcp, panel, xs, partial, MC * lanes, kb == 0);
+                    let partial = &mut s.partial[(tb * MC + r) * lanes..];
+                    let (ldp, first) = (MC * lanes, kb == 0);
+                    match inputs {
+                        Inputs::Bf16(x) => {
+                            let quad = &panel[r * panel_row_bytes..];
+                            bf16::tile(
+                                tn,
+                                kcp,
+                                quad,
+                                panel_row_bytes,
+                                &x[xs.clone()],
+                                partial,
+                                ldp,
+                                first,
+                            );
+                        }
+                        Inputs::F32(x) if stored => {
+                            let quad = &panel[r * row_bytes..];
+                            order::tile_stored(
+                                isa,
+                                w.dtype,
+                                tn,
+                                kcp,
+                                quad,
+                                row_bytes,
+                                &x[xs.clone()],
+                                partial,
+                                ldp,
+                                first,
+                            );
+                        }
+                        Inputs::F32(x) => {
+                            let quad = &s.w[r * kcp..(r + ROWS) * kcp];
+                            order::tile(isa, tn, kcp, quad, &x[xs.clone()], partial, ldp, first);
+                        }
                     }
                 }
             }
@@ -197,8 +283,24 @@ unsafe fn block(
                 unsafe { *out.get().add(t * m + o) = v };
             }
         }
-        let _ = k;
     });
+}
+
+/// Bf16 rows `o0..o1`, inputs `kb..kb+kcp` of `w` copied as stored, each
+/// zero-padded to `kcp` inputs; zero rows up to a whole quad.
+fn copy_rows_padded(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, dst: &mut [u8]) {
+    let k = w.cols;
+    let kc = kcp.min(k.saturating_sub(kb));
+    for (i, row) in dst.chunks_exact_mut(kcp * 2).enumerate() {
+        let o = o0 + i;
+        if o < o1 {
+            let start = (o * k + kb) * 2;
+            row[..kc * 2].copy_from_slice(&w.data[start..start + kc * 2]);
+            row[kc * 2..].fill(0);
+        } else {
+            row.fill(0);
+        }
+    }
 }
 
 /// Widens rows `o0..o1`, inputs `kb..kb+kcp` of `w` into quads of rows, each

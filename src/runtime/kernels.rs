@@ -1,5 +1,6 @@
 //! CPU kernels of the reference runtime: weights stay in their stored dtype and
-//! are widened to f32 in registers; activations and accumulation are f32.
+//! are widened to f32 in registers; activations and accumulation are f32
+//! (unless bf16 products are asked for: `Isa::Avx512Bf16`).
 //! Matrix products run on the runtime's thread pool (`pool`): one token
 //! through the memory-bound row kernels, several through the blocked,
 //! register-tiled kernels (`gemm`), both summing in the one order of
@@ -29,6 +30,12 @@ pub fn decode_row(src: &[u8], dtype: DType, out: &mut [f32]) {
 /// The vector instruction set the kernels use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// AVX-512F with AVX512_BF16, and bf16 products: a bf16 matrix's inputs
+    /// are rounded to bf16 and summed in `dot_order::bf16`'s order (f32
+    /// accumulation, as TensorRT-LLM and transformers compute a bf16 model);
+    /// other dtypes as `Avx512`. Never chosen unless asked for
+    /// (`TRTLLM_MINITRON_MATMUL=bf16`): the default f32 products are the oracle's.
+    Avx512Bf16,
     /// AVX-512F (plus AVX2, FMA, F16C).
     Avx512,
     /// AVX2, FMA and F16C.
@@ -39,20 +46,39 @@ pub enum Isa {
 
 impl Isa {
     /// The best the CPU has, at most `TRTLLM_MINITRON_ISA` (avx512, avx2 or
-    /// generic: to test or compare the slower paths on a newer CPU).
+    /// generic: to test or compare the slower paths on a newer CPU), and
+    /// `Avx512Bf16` only when `TRTLLM_MINITRON_MATMUL=bf16` asks for bf16
+    /// products (with a warning when the CPU cannot do them).
     pub fn get() -> Isa {
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
-            let cap = match std::env::var("TRTLLM_MINITRON_ISA").as_deref() {
+            let isa_cap = match std::env::var("TRTLLM_MINITRON_ISA").as_deref() {
                 Ok("generic") => Isa::Generic,
                 Ok("avx2") => Isa::Avx2,
-                _ => Isa::Avx512,
+                _ => Isa::Avx512Bf16,
             };
-            Isa::supported()
+            let bf16 = std::env::var("TRTLLM_MINITRON_MATMUL").is_ok_and(|v| v.trim() == "bf16");
+            let cap = if bf16 { isa_cap } else { Isa::Avx512.min(isa_cap) };
+            let isa = Isa::supported()
                 .into_iter()
-                .find(|&i| i.rank() <= cap.rank())
-                .unwrap_or(Isa::Generic)
+                .find(|&i| i <= cap)
+                .unwrap_or(Isa::Generic);
+            if bf16 && isa != Isa::Avx512Bf16 && isa_cap == Isa::Avx512Bf16 {
+                eprintln!(
+                    "warning: TRTLLM_MINITRON_MATMUL=bf16 ignored: this CPU lacks AVX512_BF16; \
+                     products stay f32"
+                );
+            }
+            isa
         })
+    }
+
+    /// The instruction set of the f32 kernels (`Avx512Bf16` runs them as `Avx512`).
+    pub fn base(self) -> Isa {
+        match self {
+            Isa::Avx512Bf16 => Isa::Avx512,
+            other => other,
+        }
     }
 
     /// Every ISA this CPU can run, best first.
@@ -62,6 +88,9 @@ impl Isa {
         {
             use std::arch::is_x86_feature_detected as has;
             let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+            if avx2 && has!("avx512f") && has!("avx512bf16") {
+                all.push(Isa::Avx512Bf16);
+            }
             if avx2 && has!("avx512f") {
                 all.push(Isa::Avx512);
             }
@@ -72,13 +101,24 @@ impl Isa {
         all.push(Isa::Generic);
         all
     }
+}
 
-    fn rank(self) -> u8 {
-        match self {
+impl PartialOrd for Isa {
+    fn partial_cmp(&self, other: &Isa) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By what the CPU must have: Generic < Avx2 < Avx512 < Avx512Bf16.
+impl Ord for Isa {
+    fn cmp(&self, other: &Isa) -> std::cmp::Ordering {
+        let rank = |i: &Isa| match i {
             Isa::Generic => 0,
             Isa::Avx2 => 1,
             Isa::Avx512 => 2,
-        }
+            Isa::Avx512Bf16 => 3,
+        };
+        rank(self).cmp(&rank(other))
     }
 }
 
@@ -89,6 +129,29 @@ const SERIAL_MACS: usize = 1 << 15;
 /// `y[t, o] = sum_i x[t, i] * w[o, i]` for `n` input rows; `y` is `[n, w.rows]`.
 pub fn matmul(x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
     matmul_on(pool::global(), Isa::get(), x, n, w, y);
+}
+
+/// How a matrix's products are summed: the f32 order on `isa`, or the bf16
+/// order (`Isa::Avx512Bf16` and a bf16 matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    F32(Isa),
+    Bf16,
+}
+
+impl Order {
+    pub fn of(isa: Isa, dtype: DType) -> Order {
+        if isa == Isa::Avx512Bf16 && dtype == DType::BF16 {
+            Order::Bf16
+        } else {
+            Order::F32(isa.base())
+        }
+    }
+}
+
+thread_local! {
+    // A one-token product's inputs rounded to bf16 (reused: no allocation per product).
+    static ROUNDED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `matmul` on a given pool and instruction set.
@@ -103,10 +166,37 @@ pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &
     } else {
         pool.threads()
     };
+    let order = Order::of(isa, w.dtype);
     if n > 1 {
-        gemm::product(pool, threads, isa, x, n, w, y);
+        gemm::product(pool, threads, order, x, n, w, y);
         return;
     }
+    if order == Order::Bf16 {
+        ROUNDED.with_borrow_mut(|xb| {
+            xb.resize(k.next_multiple_of(dot_order::bf16::VECTOR), 0);
+            dot_order::bf16::round_into(x, xb);
+            one_token(pool, threads, w, y, &|data, ys| {
+                dot_order::bf16::rows(data, k, xb, ys)
+            });
+        });
+    } else {
+        let isa = isa.base();
+        one_token(pool, threads, w, y, &|data, ys| {
+            dot_order::rows(isa, data, w.dtype, x, ys)
+        });
+    }
+}
+
+/// Runs `rows(weight rows, their outputs)` over all rows of `w`, split among
+/// `threads` threads of `pool`.
+fn one_token(
+    pool: &Pool,
+    threads: usize,
+    w: MatRef<'_>,
+    y: &mut [f32],
+    rows: &(dyn Fn(&[u8], &mut [f32]) + Sync),
+) {
+    let (k, m) = (w.cols, w.rows);
     // Threads claim runs of rows (about eight per thread, whole cache lines of
     // y): each run is a long sequential stream of weights.
     let out = pool::SharedOut::new(y);
@@ -116,7 +206,7 @@ pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &
         while let Some((a, b)) = chunks.claim() {
             // SAFETY: claimed ranges are disjoint parts of y, which outlives the region.
             let ys = unsafe { out.range(a, b - a) };
-            dot_order::rows(isa, &w.data[a * k * es..b * k * es], w.dtype, x, ys);
+            rows(&w.data[a * k * es..b * k * es], ys);
         }
     };
     if threads == 1 {

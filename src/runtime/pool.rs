@@ -243,21 +243,27 @@ impl Chunks {
 }
 
 /// An output that the threads of one region write through in disjoint ranges.
-#[derive(Clone, Copy)]
-pub struct SharedOut(*mut f32);
+pub struct SharedOut<T = f32>(*mut T);
+
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedOut<T> {}
 
 // SAFETY: only a pointer; every user writes a range no other thread touches.
-unsafe impl Sync for SharedOut {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 // SAFETY: as above.
-unsafe impl Send for SharedOut {}
+unsafe impl<T: Send> Send for SharedOut<T> {}
 
-impl SharedOut {
-    pub fn new(out: &mut [f32]) -> SharedOut {
+impl<T> SharedOut<T> {
+    pub fn new(out: &mut [T]) -> SharedOut<T> {
         SharedOut(out.as_mut_ptr())
     }
 
     /// The pointer (a method, so that closures capture the `Sync` wrapper).
-    pub fn get(self) -> *mut f32 {
+    pub fn get(self) -> *mut T {
         self.0
     }
 
@@ -267,7 +273,7 @@ impl SharedOut {
     /// Within the slice given to `new`, which must outlive the use; no other
     /// thread may touch these elements meanwhile.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn range<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+    pub unsafe fn range<'a>(self, at: usize, len: usize) -> &'a mut [T] {
         // SAFETY: the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
     }

@@ -10,7 +10,11 @@
 //! one vector of lanes each) and the multi-token kernels (`tile`: four rows x
 //! T tokens, lanes saved between blocks of inputs) both follow it, and a test
 //! holds them to bit-identical results.
+//!
+//! Bf16 products (`Isa::Avx512Bf16`, opted into) have an order of their own
+//! for bf16 matrices, in `bf16`; the kernels here are given the base ISA.
 
+pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -23,7 +27,7 @@ pub const ROWS: usize = 4;
 /// Lanes per output on `isa`.
 pub fn lanes(isa: Isa) -> usize {
     match isa {
-        Isa::Avx512 => 16,
+        Isa::Avx512 | Isa::Avx512Bf16 => 16,
         Isa::Avx2 | Isa::Generic => 8,
     }
 }
@@ -34,7 +38,7 @@ pub fn lanes(isa: Isa) -> usize {
 pub fn reduce(isa: Isa, lanes: &[f32]) -> f32 {
     let mut s = [0f32; 8];
     match isa {
-        Isa::Avx512 => {
+        Isa::Avx512 | Isa::Avx512Bf16 => {
             for j in 0..8 {
                 s[j] = lanes[j] + lanes[j + 8];
             }
@@ -47,9 +51,9 @@ pub fn reduce(isa: Isa, lanes: &[f32]) -> f32 {
 
 /// One-token product for rows `data` (`y.len()` rows of `x.len()` inputs).
 pub fn rows(isa: Isa, data: &[u8], dtype: DType, x: &[f32], y: &mut [f32]) {
-    match isa {
+    match isa.base() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => x86::rows(isa, data, dtype, x, y),
+        Isa::Avx512 | Isa::Avx2 => x86::rows(isa.base(), data, dtype, x, y),
         _ => rows_generic(data, dtype, x, y),
     }
 }
@@ -72,9 +76,9 @@ pub fn tile(
     let l = lanes(isa);
     assert!(kp.is_multiple_of(l) && w.len() >= ROWS * kp && x.len() >= tokens * kp);
     assert!(partial.len() >= (tokens - 1) * ldp + ROWS * l);
-    match isa {
+    match isa.base() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => x86::tile(isa, tokens, kp, w, x, partial, ldp, first),
+        Isa::Avx512 | Isa::Avx2 => x86::tile(isa.base(), tokens, kp, w, x, partial, ldp, first),
         _ => tile_generic(tokens, kp, w, x, partial, ldp, first),
     }
 }
@@ -106,11 +110,20 @@ pub fn tile_stored(
     assert!(kp.is_multiple_of(l) && x.len() >= tokens * kp && row_bytes >= kp * dtype.size());
     assert!(w.len() >= (ROWS - 1) * row_bytes + kp * dtype.size());
     assert!(partial.len() >= (tokens - 1) * ldp + ROWS * l);
-    match isa {
+    match isa.base() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => {
-            x86::tile_stored(isa, dtype, tokens, kp, w, row_bytes, x, partial, ldp, first)
-        }
+        Isa::Avx512 | Isa::Avx2 => x86::tile_stored(
+            isa.base(),
+            dtype,
+            tokens,
+            kp,
+            w,
+            row_bytes,
+            x,
+            partial,
+            ldp,
+            first,
+        ),
         _ => unreachable!("tile_stored on {isa:?}"),
     }
 }
