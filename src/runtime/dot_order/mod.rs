@@ -6,7 +6,7 @@
 //! lane `l` accumulates the products of inputs `i = v * L + l` for `v` in
 //! increasing order, starting from zero (a fused multiply-add on x86, a
 //! multiply then an add in the portable path); the lanes are then added as
-//! `reduce` says. The one-token kernels (`rows`: four weight rows at a time,
+//! `reduce` says. The one-token kernels (`rows`: one weight row at a time,
 //! one vector of lanes each) and the multi-token kernels (`tile`: four rows x
 //! T tokens, lanes saved between blocks of inputs) both follow it, and a test
 //! holds them to bit-identical results.

@@ -129,8 +129,10 @@ macro_rules! kernels {
         zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
         widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident $(,)?
     ) => {
-        /// Lanes of four rows at a time; the inputs' last partial vector comes
-        /// from a zero-padded copy (of x, and of each row's last elements).
+        /// One row at a time, front to back (a single stream of weights for
+        /// the prefetchers: a little faster than four rows at once, see
+        /// `bf16::x86::rows`); the inputs' last partial vector comes from a
+        /// zero-padded copy (of x, and of the row's last elements).
         ///
         /// # Safety
         /// `data` holds `y.len()` rows of `x.len()` elements; the CPU has the
@@ -143,38 +145,34 @@ macro_rules! kernels {
             let mut x_tail = [0f32; L];
             x_tail[..rest].copy_from_slice(&x[full * L..]);
             let row_bytes = k * E::SIZE;
-            let mut r0 = 0;
-            while r0 < y.len() {
-                let n = ROWS.min(y.len() - r0);
-                let base = data[r0 * row_bytes..].as_ptr();
-                let mut acc: [$v; ROWS] = [$zero(); ROWS];
+            for (r, out) in y.iter_mut().enumerate() {
+                let row = data[r * row_bytes..].as_ptr();
+                let mut acc = $zero();
                 for v in 0..full {
-                    // SAFETY: inputs v*L..v*L+L < k of x and of rows r0..r0+n.
+                    // SAFETY: inputs v*L..v*L+L < k of x and of row r.
                     unsafe {
-                        let xv = $loadu(x.as_ptr().add(v * L));
-                        for (r, a) in acc.iter_mut().enumerate().take(n) {
-                            *a = $fmadd(E::$widen(base.add(r * row_bytes + v * L * E::SIZE)), xv, *a);
-                        }
-                    }
+                        acc = $fmadd(
+                            E::$widen(row.add(v * L * E::SIZE)),
+                            $loadu(x.as_ptr().add(v * L)),
+                            acc,
+                        )
+                    };
                 }
                 if rest > 0 {
-                    // SAFETY: x_tail has L floats.
-                    let xv = unsafe { $loadu(x_tail.as_ptr()) };
-                    for (r, a) in acc.iter_mut().enumerate().take(n) {
-                        let mut w_tail = [0u8; L * 4];
-                        let start = (r0 + r) * row_bytes + full * L * E::SIZE;
-                        w_tail[..rest * E::SIZE].copy_from_slice(&data[start..start + rest * E::SIZE]);
-                        // SAFETY: w_tail holds L elements of any dtype.
-                        *a = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, xv, *a);
-                    }
+                    let mut w_tail = [0u8; L * 4];
+                    let start = r * row_bytes + full * L * E::SIZE;
+                    w_tail[..rest * E::SIZE].copy_from_slice(&data[start..start + rest * E::SIZE]);
+                    // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
+                    acc = $fmadd(
+                        unsafe { E::$widen(w_tail.as_ptr()) },
+                        unsafe { $loadu(x_tail.as_ptr()) },
+                        acc,
+                    );
                 }
-                for (r, a) in acc.iter().enumerate().take(n) {
-                    let mut lanes = [0f32; L];
-                    // SAFETY: lanes has L floats.
-                    unsafe { $storeu(lanes.as_mut_ptr(), *a) };
-                    y[r0 + r] = reduce($isa, &lanes);
-                }
-                r0 += n;
+                let mut lanes = [0f32; L];
+                // SAFETY: lanes has L floats.
+                unsafe { $storeu(lanes.as_mut_ptr(), acc) };
+                *out = reduce($isa, &lanes);
             }
         }
 
