@@ -73,13 +73,15 @@ pub fn tile(
     unsafe {
         x86::tile(
             tokens,
-            kp,
-            w.as_ptr(),
-            row_bytes,
-            x.as_ptr(),
-            partial.as_mut_ptr(),
-            ldp,
-            first,
+            x86::Tile {
+                kp,
+                w: w.as_ptr(),
+                row_bytes,
+                x: x.as_ptr(),
+                p: partial.as_mut_ptr(),
+                ldp,
+                first,
+            },
         )
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -139,28 +141,30 @@ mod x86 {
         }
     }
 
+    /// Where a tile reads and writes (see `super::tile`).
+    #[derive(Clone, Copy)]
+    pub struct Tile {
+        pub kp: usize,
+        pub w: *const u8,
+        pub row_bytes: usize,
+        pub x: *const u16,
+        pub p: *mut f32,
+        pub ldp: usize,
+        pub first: bool,
+    }
+
     /// # Safety
     /// As `super::tile`'s checks; the CPU has AVX512_BF16 and AVX-512F.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile(
-        tokens: usize,
-        kp: usize,
-        w: *const u8,
-        row_bytes: usize,
-        x: *const u16,
-        p: *mut f32,
-        ldp: usize,
-        first: bool,
-    ) {
+    pub unsafe fn tile(tokens: usize, at: Tile) {
         // SAFETY: the caller's contract.
         unsafe {
             match tokens {
-                1 => tile_t::<1>(kp, w, row_bytes, x, p, ldp, first),
-                2 => tile_t::<2>(kp, w, row_bytes, x, p, ldp, first),
-                3 => tile_t::<3>(kp, w, row_bytes, x, p, ldp, first),
-                4 => tile_t::<4>(kp, w, row_bytes, x, p, ldp, first),
-                5 => tile_t::<5>(kp, w, row_bytes, x, p, ldp, first),
-                _ => tile_t::<6>(kp, w, row_bytes, x, p, ldp, first),
+                1 => tile_t::<1>(at),
+                2 => tile_t::<2>(at),
+                3 => tile_t::<3>(at),
+                4 => tile_t::<4>(at),
+                5 => tile_t::<5>(at),
+                _ => tile_t::<6>(at),
             }
         }
     }
@@ -171,15 +175,16 @@ mod x86 {
     /// # Safety
     /// As `tile`.
     #[target_feature(enable = "avx512bf16,avx512f")]
-    unsafe fn tile_t<const T: usize>(
-        kp: usize,
-        w: *const u8,
-        row_bytes: usize,
-        x: *const u16,
-        p: *mut f32,
-        ldp: usize,
-        first: bool,
-    ) {
+    unsafe fn tile_t<const T: usize>(at: Tile) {
+        let Tile {
+            kp,
+            w,
+            row_bytes,
+            x,
+            p,
+            ldp,
+            first,
+        } = at;
         let mut acc = [[_mm512_setzero_ps(); ROWS]; T];
         if !first {
             for (t, row) in acc.iter_mut().enumerate() {
