@@ -139,7 +139,7 @@ fn pack_all<E: Copy + Default + Send>(
     k: usize,
     vector: usize,
     packed: &mut Vec<E>,
-    convert: fn(f32) -> E,
+    convert: impl Fn(f32) -> E + Copy + Sync,
 ) {
     let t_max = layout.t_max;
     let tiles = n.div_ceil(t_max);
@@ -165,7 +165,7 @@ fn pack_inputs<E: Copy + Default>(
     tokens: usize,
     vector: usize,
     out: &mut [E],
-    convert: fn(f32) -> E,
+    convert: impl Fn(f32) -> E + Copy + Sync,
 ) {
     let kp = k.next_multiple_of(vector);
     for kb in (0..kp).step_by(KC) {

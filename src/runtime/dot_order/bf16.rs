@@ -23,6 +23,7 @@ pub const VECTOR: usize = 32;
 pub const LANES: usize = 16;
 
 /// `x` rounded to bf16 bits (to nearest, ties to even; NaN stays NaN).
+#[inline]
 pub fn round(x: f32) -> u16 {
     half::bf16::from_f32(x).to_bits()
 }

@@ -35,6 +35,7 @@ pub fn lanes(isa: Isa) -> usize {
 /// The lanes of one output added together: halves first, down to one
 /// (`((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))` for eight lanes,
 /// after `l[j] + l[j + 8]` for sixteen).
+#[inline]
 pub fn reduce(isa: Isa, lanes: &[f32]) -> f32 {
     let mut s = [0f32; 8];
     match isa {
