@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod dot_order;
+pub mod free_memory;
 pub mod gemm;
 pub mod generate;
 pub mod kernels;

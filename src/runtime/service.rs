@@ -7,17 +7,21 @@
 //! next tokens and a chunk of the joining prompts, sends every new token to
 //! its request's sink, and takes finished requests out, freeing their caches.
 //! A sink that answers `Flow::Stop` or is closed ends its request at that
-//! step.
+//! step. Once the batch has been empty for [`IDLE_RELEASE`], the memory the
+//! finished requests freed goes back to the system (`free_memory`), so the
+//! server's footprint after a burst returns to its idle size.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::generation::service::{
     Event, EventSink, GenerationService, Limits, Load, Refusal, ServiceOptions,
 };
 use crate::generation::{FinishReason, Flow, Request};
+use crate::runtime::free_memory;
 use crate::runtime::generate::Batch;
 use crate::runtime::model::Model;
 
@@ -27,6 +31,11 @@ pub const DEFAULT_MAX_BATCH: usize = 16;
 pub const DEFAULT_KV_CACHE_BYTES: u64 = 4 << 30;
 /// Prompt tokens per step when none is given.
 pub const DEFAULT_PREFILL_CHUNK: usize = 256;
+/// How long the batch stays empty before freed memory goes back to the
+/// system: long enough that a client's next request, sent right after the
+/// last one ended, does not pay for the release and for faulting the pages in
+/// again; short enough that memory returns soon after traffic stops.
+pub const IDLE_RELEASE: Duration = Duration::from_millis(100);
 
 pub struct ReferenceService {
     shared: Arc<Shared>,
@@ -188,6 +197,8 @@ fn schedule(model: &Model, shared: &Shared, plan: &Plan) {
     let mut batch = Batch::with_prefill_chunk(model, plan.prefill_chunk);
     let mut admitted: HashMap<usize, Admitted> = HashMap::new();
     let mut reserved = 0u64;
+    // Steps were run since memory was last released.
+    let mut stepped = false;
     loop {
         {
             let mut st = lock(&shared.state);
@@ -229,7 +240,23 @@ fn schedule(model: &Model, shared: &Shared, plan: &Plan) {
                 if !admitted.is_empty() {
                     break;
                 }
-                st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                if !stepped {
+                    st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+                let (guard, waited) = shared
+                    .wake
+                    .wait_timeout(st, IDLE_RELEASE)
+                    .unwrap_or_else(|p| p.into_inner());
+                st = guard;
+                if waited.timed_out() && st.waiting.is_empty() {
+                    // Without the lock: a request submitted meanwhile waits
+                    // only for the release, not for the lock.
+                    drop(st);
+                    free_memory::release_to_os();
+                    stepped = false;
+                    st = lock(&shared.state);
+                }
             }
         }
         for (&id, a) in &admitted {
@@ -237,6 +264,7 @@ fn schedule(model: &Model, shared: &Shared, plan: &Plan) {
                 batch.cancel(id);
             }
         }
+        stepped = true;
         // A panic in a step (a bug) must not take the scheduler down with
         // requests still waiting on it: it fails this step's requests instead.
         let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

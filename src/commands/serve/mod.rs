@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::runtime::free_memory;
 use crate::target::open_backend;
 use crate::tokenizer::Tokenizer;
 use crate::tokenizer::chat_template::ChatTemplate;
@@ -39,6 +40,10 @@ pub fn serve(
     stop: &AtomicBool,
     on_listening: &mut dyn FnMut(SocketAddr, &str),
 ) -> Result<()> {
+    // A server runs for long, through traffic of every size: memory freed at
+    // a thread arena's top goes back to the system at once, whatever the
+    // largest allocation so far (the scheduler releases the rest when idle).
+    free_memory::keep_trim_threshold();
     // Without a tokenizer, prompts must be token ids and responses carry token ids.
     let opened = open_backend(
         &args.target(),

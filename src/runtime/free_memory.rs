@@ -1,0 +1,47 @@
+//! Giving freed heap memory back to the operating system, for a long-running
+//! server (glibc's malloc; elsewhere these are no-ops).
+//!
+//! glibc gives each thread that allocates an arena of its own. A thread's
+//! arena returns memory to the system only from its top end, once the free
+//! top exceeds the trim threshold, and glibc raises that threshold to twice
+//! the size of any large (separately mapped) allocation freed ("dynamic mmap
+//! threshold"). A serving scheduler frees KV caches and per-step activations
+//! of many sizes between requests: under glibc's defaults its arena keeps the
+//! peak of the traffic it has seen resident, free chunks in its middle and up
+//! to twice the largest activation at its top (measured with
+//! `scripts/bench-serve --soak`, see scripts/BENCHMARKS.md).
+
+/// glibc's default trim threshold: a thread arena's free top beyond this much
+/// goes back to the system as soon as it is freed.
+const TRIM_THRESHOLD: i32 = 128 * 1024;
+/// The largest threshold glibc's dynamic adjustment would reach (64-bit):
+/// allocations below it come from the arenas, whose memory is reused from
+/// step to step without new page faults.
+const MMAP_THRESHOLD: i32 = 32 << 20;
+
+/// Fixes malloc's thresholds for a long-running process instead of letting
+/// the first large free raise the trim threshold: a thread arena's free top
+/// is returned beyond 128 KiB; allocations up to 32 MiB come from the arenas
+/// (what the dynamic adjustment reaches anyway), larger ones get a mapping of
+/// their own. Free chunks inside the arenas are left to [`release_to_os`].
+pub fn keep_trim_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets malloc's parameters (under its own lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+/// Releases the whole free pages inside every arena (`malloc_trim`). It walks
+/// every arena's free chunks, so it is meant for idle moments, not for every
+/// step. What it cannot release: pages that hold live data, and the chunks
+/// each thread caches for reuse (glibc's tcache, at most 7 per size class up
+/// to 1 KiB, per thread).
+pub fn release_to_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only takes the arenas' own locks; 0 keeps no padding.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
