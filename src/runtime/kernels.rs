@@ -455,10 +455,17 @@ mod tests {
         let pools = [Pool::new(1), Pool::new(3)];
         // Odd sizes (tails everywhere), the demo model's (all multiples of 16),
         // and more than one block of gemm::KC inputs.
-        for (isa, (k, m)) in Isa::supported()
-            .into_iter()
-            .flat_map(|i| [(700, 77), (192, 256), (768, 192), (2 * gemm::KC + 37, 45)].map(|s| (i, s)))
-        {
+        for (isa, (k, m)) in Isa::supported().into_iter().flat_map(|i| {
+            // ... and whole vectors over several blocks (rows read as stored, the next block prefetched).
+            [
+                (700, 77),
+                (192, 256),
+                (768, 192),
+                (2 * gemm::KC + 37, 45),
+                (2 * gemm::KC + 64, 64),
+            ]
+            .map(|s| (i, s))
+        }) {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
                 let wf: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)

@@ -65,6 +65,7 @@ pub fn tile(
     partial: &mut [f32],
     ldp: usize,
     first: bool,
+    prefetch: Option<&[u8]>,
 ) {
     assert!(kp.is_multiple_of(VECTOR) && x.len() >= tokens * kp && row_bytes >= kp * 2);
     assert!(w.len() >= (ROWS - 1) * row_bytes + kp * 2);
@@ -82,6 +83,7 @@ pub fn tile(
                 p: partial.as_mut_ptr(),
                 ldp,
                 first,
+                prefetch: prefetch.map_or(std::ptr::null(), <[u8]>::as_ptr),
             },
         )
     }
@@ -152,6 +154,10 @@ mod x86 {
         pub p: *mut f32,
         pub ldp: usize,
         pub first: bool,
+        /// Where the same four rows' next block starts (null: none): fetched
+        /// into L2 while this block computes, so that the next block does not
+        /// wait on memory (a hint: it changes no result).
+        pub prefetch: *const u8,
     }
 
     /// # Safety
@@ -185,6 +191,7 @@ mod x86 {
             p,
             ldp,
             first,
+            prefetch,
         } = at;
         let mut acc = [[_mm512_setzero_ps(); ROWS]; T];
         if !first {
@@ -199,6 +206,12 @@ mod x86 {
         for v in 0..kp / VECTOR {
             // SAFETY (block): the caller's contract.
             unsafe {
+                if !prefetch.is_null() {
+                    let pf = prefetch.add(v * 64);
+                    for r in 0..ROWS {
+                        _mm_prefetch::<_MM_HINT_T1>(pf.add(r * row_bytes).cast());
+                    }
+                }
                 let at = w.add(v * 64);
                 let wv = [
                     load(at),
@@ -333,6 +346,8 @@ mod tests {
                             &mut partial,
                             ldp,
                             start == 0,
+                            // The first block also prefetches the second (a hint).
+                            (start == 0).then(|| &bytes[end * 2..]),
                         );
                     }
                     for t in 0..tokens {

@@ -49,6 +49,7 @@ pub fn tile(
             w,
             row_bytes,
             ROWS * row_bytes,
+            std::ptr::null(),
             x,
             partial,
             ldp,
@@ -71,21 +72,25 @@ pub fn tile_stored(
     partial: &mut [f32],
     ldp: usize,
     first: bool,
+    prefetch: Option<&[u8]>,
 ) {
     let step = super::lanes(isa) * dtype.size();
     let w = w.as_ptr();
+    let pf = prefetch.map_or(std::ptr::null(), <[u8]>::as_ptr);
     // SAFETY: sizes checked by `super::tile_stored`; features as in `rows`.
     unsafe {
         match dtype {
-            DType::BF16 => tile_at::<Bf16>(isa, tokens, kp, w, row_bytes, step, x, partial, ldp, first),
-            DType::F16 => tile_at::<F16>(isa, tokens, kp, w, row_bytes, step, x, partial, ldp, first),
-            DType::F32 => tile_at::<F32>(isa, tokens, kp, w, row_bytes, step, x, partial, ldp, first),
+            DType::BF16 => tile_at::<Bf16>(isa, tokens, kp, w, row_bytes, step, pf, x, partial, ldp, first),
+            DType::F16 => tile_at::<F16>(isa, tokens, kp, w, row_bytes, step, pf, x, partial, ldp, first),
+            DType::F32 => tile_at::<F32>(isa, tokens, kp, w, row_bytes, step, pf, x, partial, ldp, first),
         }
     }
 }
 
 /// The register tile for rows of `E` at `w`: row `r`, vector `v` of the
-/// tile starts `r * row_bytes + v * step` bytes in.
+/// tile starts `r * row_bytes + v * step` bytes in. `prefetch` (or null):
+/// where the same rows' next block starts, fetched into L2 meanwhile (a hint:
+/// no result changes).
 ///
 /// # Safety
 /// As `tile`'s and `tile_stored`'s checks; the CPU has `isa`'s features.
@@ -97,13 +102,14 @@ unsafe fn tile_at<E: Elem>(
     w: *const u8,
     row_bytes: usize,
     step: usize,
+    prefetch: *const u8,
     x: &[f32],
     partial: &mut [f32],
     ldp: usize,
     first: bool,
 ) {
     let (x, p) = (x.as_ptr(), partial.as_mut_ptr());
-    let s = (row_bytes, step);
+    let s = (row_bytes, step, prefetch);
     // SAFETY: the caller's contract.
     unsafe {
         match (isa, tokens) {
@@ -189,7 +195,7 @@ macro_rules! kernels {
         unsafe fn $tile<E: Elem, const T: usize>(
             kp: usize,
             w: *const u8,
-            (row_bytes, step): (usize, usize),
+            (row_bytes, step, prefetch): (usize, usize, *const u8),
             x: *const f32,
             p: *mut f32,
             ldp: usize,
@@ -209,6 +215,12 @@ macro_rules! kernels {
             for v in 0..kp / L {
                 // SAFETY (block): the caller's contract.
                 unsafe {
+                    if !prefetch.is_null() {
+                        let pf = prefetch.add(v * step);
+                        for r in 0..ROWS {
+                            _mm_prefetch::<_MM_HINT_T1>(pf.add(r * row_bytes).cast());
+                        }
+                    }
                     let at = w.add(v * step);
                     let wv = [
                         E::$widen(at),
