@@ -29,7 +29,12 @@ fn token_ids(text: &str) -> std::result::Result<TokenIds, String> {
 
 --model takes a Hugging Face model directory or cached hub id (converted once into
 ~/.cache/trtllm-minitron and reused while fresh), or a TensorRT-LLM checkpoint of any tp/pp.
-Decoding is greedy unless --temperature, --top-k or --top-p is given.")]
+Decoding is greedy unless --temperature, --top-k or --top-p is given.
+
+The CPU reference runtime reads TRTLLM_MINITRON_THREADS=N (threads; default: one per CPU),
+TRTLLM_MINITRON_ISA=avx2|generic (caps the vector kernels) and TRTLLM_MINITRON_MATMUL=bf16
+(bf16 checkpoints: matrix-product inputs rounded to bf16 on CPUs with AVX512_BF16, about
+twice as fast to prefill; the default f32 products match transformers more closely).")]
 pub struct RunArgs {
     /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
     #[arg(long, value_name = "MODEL")]

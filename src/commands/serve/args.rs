@@ -29,7 +29,9 @@ tokenizer has a chat template), GET /v1/models, GET /health, GET /metrics (Prome
 Requests join and leave the running batch at every decoding step. Decoding follows
 OpenAI's defaults (temperature 1, top_p 1) unless the request says otherwise.
 Ctrl-C or SIGTERM stops accepting requests, lets running ones finish for
---shutdown-timeout seconds, cancels the rest and exits 0.")]
+--shutdown-timeout seconds, cancels the rest and exits 0.
+On the CPU reference runtime, TRTLLM_MINITRON_THREADS, TRTLLM_MINITRON_ISA and
+TRTLLM_MINITRON_MATMUL=bf16 apply as for `run` (see `run --help`).")]
 pub struct ServeArgs {
     /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
     #[arg(
