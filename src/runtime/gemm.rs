@@ -215,28 +215,33 @@ unsafe fn block(
     };
     let row_bytes = k * es;
     SCRATCH.with_borrow_mut(|s| {
-        s.partial.resize(n * MC * lanes, 0.0);
+        let Scratch {
+            w: packed,
+            w16,
+            partial,
+        } = s;
+        partial.resize(n * MC * lanes, 0.0);
         for kb in (0..layout.kp).step_by(KC) {
             let kcp = KC.min(layout.kp - kb);
             // The rows of this block, as the tiles read them.
-            let (panel, panel_row_bytes): (&[u8], usize) = match inputs {
-                _ if stored => (&w.data[o0 * row_bytes + kb * es..], row_bytes),
+            let panel = match inputs {
+                _ if stored => Panel::Rows(&w.data[o0 * row_bytes + kb * es..], row_bytes),
                 Inputs::F32(_) => {
-                    s.w.resize(MC * KC, 0.0);
-                    pack_weights(w, o0, o1, kb, kcp, lanes, &mut s.w[..rows * kcp]);
-                    (&[], 0)
+                    packed.resize(MC * KC, 0.0);
+                    pack_weights(w, o0, o1, kb, kcp, lanes, &mut packed[..rows * kcp]);
+                    Panel::Packed(&packed[..rows * kcp])
                 }
                 Inputs::Bf16(_) => {
-                    s.w16.resize(MC * KC * 2, 0);
-                    copy_rows_padded(w, o0, o1, kb, kcp, &mut s.w16[..rows * kcp * 2]);
-                    (&s.w16[..], kcp * 2)
+                    w16.resize(MC * KC * 2, 0);
+                    copy_rows_padded(w, o0, o1, kb, kcp, &mut w16[..rows * kcp * 2]);
+                    Panel::Rows(&w16[..], kcp * 2)
                 }
             };
             for (tile, tb) in (0..n).step_by(t_max).enumerate() {
                 let tn = t_max.min(n - tb);
                 let xs = layout.at(tile, kb, tn)..layout.at(tile, kb, tn) + tn * kcp;
                 for r in (0..rows).step_by(ROWS) {
-                    let partial = &mut s.partial[(tb * MC + r) * lanes..];
+                    let partial = &mut partial[(tb * MC + r) * lanes..];
                     // Rows read where they are stored: the first token tile
                     // fetches the quad's next block into L2 while it computes,
                     // so that the next block does not wait on memory (on the
@@ -246,42 +251,24 @@ unsafe fn block(
                     let prefetch = (stored && tile == 0 && next < layout.kp)
                         .then(|| &w.data[(o0 + r) * row_bytes + next * es..]);
                     let (ldp, first) = (MC * lanes, kb == 0);
-                    match inputs {
-                        Inputs::Bf16(x) => {
-                            let quad = &panel[r * panel_row_bytes..];
-
-                            bf16::tile(
-                                tn,
-                                kcp,
-                                quad,
-                                panel_row_bytes,
-                                &x[xs.clone()],
-                                partial,
-                                ldp,
-                                first,
-                                prefetch,
-                            );
+                    match (inputs, panel) {
+                        (Inputs::Bf16(x), Panel::Rows(bytes, stride)) => {
+                            let quad = &bytes[r * stride..];
+                            let x = &x[xs.clone()];
+                            bf16::tile(tn, kcp, quad, stride, x, partial, ldp, first, prefetch);
                         }
-                        Inputs::F32(x) if stored => {
-                            let quad = &panel[r * row_bytes..];
+                        (Inputs::F32(x), Panel::Rows(bytes, stride)) => {
+                            let quad = &bytes[r * stride..];
+                            let x = &x[xs.clone()];
                             order::tile_stored(
-                                isa,
-                                w.dtype,
-                                tn,
-                                kcp,
-                                quad,
-                                row_bytes,
-                                &x[xs.clone()],
-                                partial,
-                                ldp,
-                                first,
-                                prefetch,
+                                isa, w.dtype, tn, kcp, quad, stride, x, partial, ldp, first, prefetch,
                             );
                         }
-                        Inputs::F32(x) => {
-                            let quad = &s.w[r * kcp..(r + ROWS) * kcp];
+                        (Inputs::F32(x), Panel::Packed(panel)) => {
+                            let quad = &panel[r * kcp..(r + ROWS) * kcp];
                             order::tile(isa, tn, kcp, quad, &x[xs.clone()], partial, ldp, first);
                         }
+                        (Inputs::Bf16(_), Panel::Packed(_)) => unreachable!("bf16 rows are never widened"),
                     }
                 }
             }
@@ -289,12 +276,21 @@ unsafe fn block(
         for t in 0..n {
             for o in o0..o1 {
                 let at = (t * MC + (o - o0)) * lanes;
-                let v = order::reduce(isa, &s.partial[at..at + lanes]);
+                let v = order::reduce(isa, &partial[at..at + lanes]);
                 // SAFETY: column o of token t is ours (the caller's contract).
                 unsafe { *out.get().add(t * m + o) = v };
             }
         }
     });
+}
+
+/// Where a block's weight rows are, as the tiles read them.
+#[derive(Clone, Copy)]
+enum Panel<'a> {
+    /// Rows `stride` bytes apart: as stored, or bf16 rows copied zero-padded.
+    Rows(&'a [u8], usize),
+    /// Widened to f32 and packed `[quad][vector][row][lanes]`.
+    Packed(&'a [f32]),
 }
 
 /// Bf16 rows `o0..o1`, inputs `kb..kb+kcp` of `w` copied as stored, each

@@ -27,21 +27,22 @@ pub fn decode_row(src: &[u8], dtype: DType, out: &mut [f32]) {
     crate::dtype::cast::decode_to_f32(src, dtype, out);
 }
 
-/// The vector instruction set the kernels use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The vector instruction set the kernels use, ordered by what the CPU must
+/// have (Generic < Avx2 < Avx512 < Avx512Bf16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
+    /// Whatever the compiler makes of plain Rust.
+    Generic,
+    /// AVX2, FMA and F16C.
+    Avx2,
+    /// AVX-512F (plus AVX2, FMA, F16C).
+    Avx512,
     /// AVX-512F with AVX512_BF16, and bf16 products: a bf16 matrix's inputs
     /// are rounded to bf16 and summed in `dot_order::bf16`'s order (f32
     /// accumulation, as TensorRT-LLM and transformers compute a bf16 model);
     /// other dtypes as `Avx512`. Never chosen unless asked for
     /// (`TRTLLM_MINITRON_MATMUL=bf16`): the default f32 products are the oracle's.
     Avx512Bf16,
-    /// AVX-512F (plus AVX2, FMA, F16C).
-    Avx512,
-    /// AVX2, FMA and F16C.
-    Avx2,
-    /// Whatever the compiler makes of plain Rust.
-    Generic,
 }
 
 impl Isa {
@@ -100,25 +101,6 @@ impl Isa {
         }
         all.push(Isa::Generic);
         all
-    }
-}
-
-impl PartialOrd for Isa {
-    fn partial_cmp(&self, other: &Isa) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// By what the CPU must have: Generic < Avx2 < Avx512 < Avx512Bf16.
-impl Ord for Isa {
-    fn cmp(&self, other: &Isa) -> std::cmp::Ordering {
-        let rank = |i: &Isa| match i {
-            Isa::Generic => 0,
-            Isa::Avx2 => 1,
-            Isa::Avx512 => 2,
-            Isa::Avx512Bf16 => 3,
-        };
-        rank(self).cmp(&rank(other))
     }
 }
 
