@@ -39,9 +39,8 @@ pub struct AppState {
     pub service: Box<dyn GenerationService>,
     /// None: prompts are token ids, and responses carry `token_ids`.
     pub tokenizer: Option<Tokenizer>,
-    pub chat_template: Option<ChatTemplate>,
-    /// Why chat requests are refused when there is no template.
-    pub no_chat_template: String,
+    /// The compiled chat template, or why chat requests are refused.
+    pub chat_template: std::result::Result<ChatTemplate, String>,
     pub end_id: Option<u32>,
     /// SHA-256 of the API key, when one is required.
     pub api_key_digest: Option<[u8; 32]>,
@@ -57,9 +56,8 @@ impl AppState {
         Context {
             model_name: &self.model_name,
             tokenizer: self.tokenizer.as_ref(),
-            chat_template: self.chat_template.as_ref(),
+            chat_template: self.chat_template.as_ref().map_err(String::as_str),
             limits: self.service.limits(),
-            no_chat_template: &self.no_chat_template,
         }
     }
 

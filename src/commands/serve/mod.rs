@@ -59,7 +59,7 @@ pub fn serve(
         .and_then(Tokenizer::eos_id)
         .or(opened.backend.eos_id());
     let backend_name = opened.backend.name();
-    let (chat_template, no_chat_template) = chat_template(tokenizer.as_ref())?;
+    let chat_template = chat_template(tokenizer.as_ref())?;
     let service = opened.backend.into_service(&args.service_options())?;
     let model_name = args.model_name();
     let state = Arc::new(AppState {
@@ -67,7 +67,6 @@ pub fn serve(
         service,
         tokenizer,
         chat_template,
-        no_chat_template,
         end_id,
         api_key_digest: args.api_key.as_deref().filter(|k| !k.is_empty()).map(digest),
         metrics: metrics::Metrics::default(),
@@ -99,18 +98,16 @@ pub fn serve(
 }
 
 /// The tokenizer's chat template, compiled; or why there is none.
-fn chat_template(tokenizer: Option<&Tokenizer>) -> Result<(Option<ChatTemplate>, String)> {
+fn chat_template(tokenizer: Option<&Tokenizer>) -> Result<std::result::Result<ChatTemplate, String>> {
     let Some(tokenizer) = tokenizer else {
-        return Ok((
-            None,
+        return Ok(Err(
             "This model has no tokenizer, so /v1/chat/completions cannot format messages: \
              use /v1/completions with token ids, or start serve with --tokenizer"
                 .into(),
         ));
     };
     let Some(source) = tokenizer.chat_template() else {
-        return Ok((
-            None,
+        return Ok(Err(
             "This model has no chat template (no chat_template in tokenizer_config.json and no \
              chat_template.jinja beside the tokenizer), so /v1/chat/completions cannot format messages: \
              use /v1/completions with a prompt"
@@ -120,7 +117,7 @@ fn chat_template(tokenizer: Option<&Tokenizer>) -> Result<(Option<ChatTemplate>,
     let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_token(i)).unwrap_or_default();
     let template = ChatTemplate::new(source, &token(tokenizer.bos_id()), &token(tokenizer.eos_id()))
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    Ok((Some(template), String::new()))
+    Ok(Ok(template))
 }
 
 /// Serves until a signal, then: refuse new generations, let running ones

@@ -84,10 +84,9 @@ pub struct Job {
 pub struct Context<'a> {
     pub model_name: &'a str,
     pub tokenizer: Option<&'a Tokenizer>,
-    pub chat_template: Option<&'a ChatTemplate>,
+    /// The chat template, or why there is none (for the 400 of a chat request).
+    pub chat_template: std::result::Result<&'a ChatTemplate, &'a str>,
     pub limits: Limits,
-    /// Why there is no chat template, for the 400 of a chat request.
-    pub no_chat_template: &'a str,
 }
 
 /// Fields both endpoints share.
@@ -197,10 +196,11 @@ pub fn parse(endpoint: Endpoint, body: &[u8], cx: &Context<'_>) -> Result<Job, A
             refuse_chat_extras(&f)?;
             let template = cx
                 .chat_template
-                .ok_or_else(|| ApiError::invalid("messages", cx.no_chat_template.to_string()))?;
+                .map_err(|why| ApiError::invalid("messages", why.to_string()))?;
+            // A template is only compiled from a tokenizer's files.
             let tokenizer = cx
                 .tokenizer
-                .ok_or_else(|| ApiError::invalid("messages", cx.no_chat_template.to_string()))?;
+                .ok_or_else(|| ApiError::invalid("messages", "this model has no tokenizer"))?;
             let prompt = chat_prompt(&f.messages, template, tokenizer)?;
             let asked = match (f.max_completion_tokens, common.max_tokens) {
                 (Some(n), _) => Some((n, "max_completion_tokens")),
