@@ -6,9 +6,11 @@
       (each sends --rounds requests, one after the other); prints one JSON object per
       level: aggregate generated tokens/s (over the wall time, prefill
       included), aggregate decode tokens/s (tokens after each stream's first,
-      over the window from the first first-token to the last token), time to
-      first token and inter-token latency p50/p99 (client-side, from SSE
-      arrival times; a chunk that holds back text counts with the next).
+      over the window from the first first-token to the last token, so other
+      streams' prefills fall inside it), steady decode tokens/s (only while
+      every client's stream is decoding: see `steady_decode`), time to first
+      token and inter-token latency p50/p99 (client-side, from SSE arrival
+      times; a chunk that holds back text counts with the next).
   serve_load.py soak --url URL --model NAME --pid PID --bin BIN --checkpoint DIR ...
       1,000 requests of mixed lengths, 10% of clients disconnecting midway;
       server RSS after warm-up and at the end, lost requests, and every
@@ -41,7 +43,8 @@ def prompt_ids(n, vocab, salt):
 
 def stream_request(url, body, disconnect_after=None, timeout=3600):
     """One streaming completion. Returns a dict: status, text, tokens (usage),
-    finish, ttft, gaps (seconds between chunks), done ([DONE] seen)."""
+    finish, ttft, gaps (seconds between chunks), times (each chunk's arrival,
+    perf_counter seconds), done ([DONE] seen)."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     payload = json.dumps(dict(body, stream=True, stream_options={"include_usage": True}))
@@ -49,7 +52,7 @@ def stream_request(url, body, disconnect_after=None, timeout=3600):
     conn.request("POST", "/v1/completions", payload, {"Content-Type": "application/json"})
     res = conn.getresponse()
     out = {"status": res.status, "text": "", "tokens": None, "finish": None, "ttft": None, "gaps": [],
-           "done": False, "disconnected": False}
+           "times": [], "done": False, "disconnected": False}
     if res.status != 200:
         out["error"] = res.read().decode()
         conn.close()
@@ -84,6 +87,7 @@ def stream_request(url, body, disconnect_after=None, timeout=3600):
                     out["gaps"].append(now - last)
                 last = now
                 out["t_last"] = now
+                out["times"].append(now)
                 chunks += 1
         if disconnect_after is not None and chunks >= disconnect_after:
             out["disconnected"] = True
@@ -91,6 +95,31 @@ def stream_request(url, body, disconnect_after=None, timeout=3600):
     conn.close()
     out["elapsed"] = time.perf_counter() - start
     return out
+
+
+def steady_decode(results, clients):
+    """Tokens/s over the spans in which all `clients` streams are decoding
+    (each past its first token and not yet at its last): the batch's decode
+    rate with every client in it, which neither a prefill nor a client
+    waiting for its first token dilutes. Returns (rate, seconds covered), or
+    (None, 0) when the clients never all decoded at once."""
+    spans = [(r["t_first"], r["t_last"]) for r in results if r.get("t_first") is not None]
+    edges = sorted([(a, 1) for a, b in spans if b > a] + [(b, -1) for a, b in spans if b > a],
+                   key=lambda e: (e[0], e[1]))
+    windows, active, start = [], 0, None
+    for t, step in edges:
+        active += step
+        if active == clients and step == 1:
+            start = t
+        elif start is not None and active < clients:
+            windows.append((start, t))
+            start = None
+    covered = sum(b - a for a, b in windows)
+    if covered <= 0:
+        return None, 0.0
+    # A chunk at a window's opening edge is the first token that opened it.
+    tokens = sum(1 for r in results for t in r["times"] for a, b in windows if a < t <= b)
+    return tokens / covered, covered
 
 
 def levels(args):
@@ -116,10 +145,13 @@ def levels(args):
         timed = [r for r in results if r.get("t_first") is not None]
         window = max(r["t_last"] for r in timed) - min(r["t_first"] for r in timed) if timed else 0
         decode_tokens = sum(len(r["gaps"]) for r in timed)
+        steady, steady_s = steady_decode(results, c)
         print(json.dumps({
             "concurrency": c, "requests": n, "failed": len(bad), "generated_tokens": tokens,
             "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 3),
             "decode_tokens_per_s": round(decode_tokens / window, 3) if window > 0 else None,
+            "steady_decode_tokens_per_s": round(steady, 3) if steady else None,
+            "steady_decode_s": round(steady_s, 3),
             "ttft_p50_s": percentile(ttft, 50), "ttft_p99_s": percentile(ttft, 99),
             "itl_p50_s": percentile(gaps, 50), "itl_p99_s": percentile(gaps, 99),
         }), flush=True)
@@ -168,6 +200,10 @@ def soak(args):
         list(pool.map(one, range(-args.warmup, 0)))
     time.sleep(1.0)
     rss_warm = rss_kib(args.pid)
+    # The server's count covers its whole life: the warm-up's abandoned
+    # requests are subtracted, so the figure is the soak's own.
+    abandoned = 'trtllm_minitron_generations_finished_total{reason="abandoned"}'
+    abandoned_warm = metric(args.url, abandoned)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         results = list(pool.map(one, range(args.requests)))
@@ -194,7 +230,9 @@ def soak(args):
         "mismatched": len(mismatched),
         "rss_after_warmup_kib": rss_warm, "rss_end_kib": rss_end,
         "rss_change_pct": round(100.0 * (rss_end - rss_warm) / rss_warm, 2),
-        "abandoned_metric": metric(args.url, 'trtllm_minitron_generations_finished_total{reason="abandoned"}'),
+        # Requests the server saw abandoned (a disconnect it noticed before the
+        # request's last token; one it did not notice finishes normally).
+        "abandoned_metric": metric(args.url, abandoned) - abandoned_warm,
         "running_at_end": metric(args.url, "trtllm_minitron_running_batch_size"),
         "queued_at_end": metric(args.url, "trtllm_minitron_queue_depth"),
     }
