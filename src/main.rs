@@ -21,6 +21,7 @@ use trtllm_minitron::commands::serve::ServeArgs;
 use trtllm_minitron::commands::{build, cache, check, convert, inspect, run, serve};
 use trtllm_minitron::engine_build::BuildError;
 use trtllm_minitron::progress::TerminalBar;
+use trtllm_minitron::runtime::settings::{self as runtime_settings, EnvError};
 
 /// Set by Ctrl-C; long operations poll it and clean up.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -31,8 +32,9 @@ const EXIT_STATUS_HELP: &str = "Exit status (every command):
   1    the work failed (an input could not be used, conversion, build or generation
        failed; check: a regression)
   2    bad usage: an unknown option, a missing or invalid value (refused before anything
-       runs), or an option value this model cannot take (e.g. --tp-size 3 for 48 heads);
-       check: also any error that kept the checks from running
+       runs; run, serve, check: also a TRTLLM_MINITRON_* runtime variable's), or an option
+       value this model cannot take (e.g. --tp-size 3 for 48 heads); check: also any error
+       that kept the checks from running
   130  interrupted (Ctrl-C); the error line says what, if anything, was written
        (serve: Ctrl-C and SIGTERM are how it is stopped; a graceful shutdown exits 0)";
 
@@ -104,9 +106,13 @@ fn exit_status(result: anyhow::Result<Outcome>, is_check: bool) -> ExitCode {
     }
 }
 
-/// An option value that does not fit the model: found when the model is read,
-/// not by clap, but bad usage all the same.
+/// An option value that does not fit the model (found when the model is read,
+/// not by clap) or a runtime environment variable with a value it cannot
+/// take: bad usage all the same.
 fn is_usage(e: &anyhow::Error) -> bool {
+    if e.downcast_ref::<EnvError>().is_some() {
+        return true;
+    }
     match (e.downcast_ref::<Error>(), e.downcast_ref::<BuildError>()) {
         (Some(Error::Mapping(_)), _) => true,
         (_, Some(BuildError::ProfileValue { from_flag, .. })) => *from_flag,
@@ -121,6 +127,11 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<Outcome> {
+    // The reference runtime's environment variables, refused before any work
+    // when misspelt (the runtime would only warn and take its default).
+    if matches!(command, Command::Run(_) | Command::Serve(_) | Command::Check(_)) {
+        runtime_settings::check()?;
+    }
     match command {
         Command::Convert(args) => {
             let report = convert::run(&args, &TerminalBar::new(), &STOP)

@@ -126,6 +126,66 @@ fn every_invalid_option_value_is_bad_usage_refused_before_anything_runs() {
 }
 
 #[test]
+fn a_runtime_variable_it_cannot_take_is_bad_usage_refused_before_anything_runs() {
+    let m = model("gqa-headdim-bf16");
+    let m = m.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let suite = work.path().join("suite.toml");
+    std::fs::write(&suite, "[[case]]\nname = \"a\"\nprompt = \"x\"\n").unwrap();
+    let s = suite.to_str().unwrap();
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "TRTLLM_MINITRON_ISA",
+            "avx1",
+            &["run", "--model", m, "x"],
+            "expected avx512, avx2 or generic",
+        ),
+        (
+            "TRTLLM_MINITRON_MATMUL",
+            "fp16",
+            &["run", "--model", m, "x"],
+            "expected f32 (the default) or bf16",
+        ),
+        (
+            "TRTLLM_MINITRON_THREADS",
+            "0",
+            &["run", "--model", m, "x"],
+            "at least 1",
+        ),
+        (
+            "TRTLLM_MINITRON_THREADS",
+            "two",
+            &["serve", "--model", m],
+            "at least 1",
+        ),
+        (
+            "TRTLLM_MINITRON_ISA",
+            "sse",
+            &["check", "--model", m, "--suite", s],
+            "expected avx512",
+        ),
+    ];
+    for &(var, value, args, expected) in cases {
+        let cache = tempfile::tempdir().unwrap();
+        let out = Cli::new(args).cache(cache.path()).env(var, value).output();
+        let named = format!("{var}=\"{value}\"");
+        assert_status(&out, 2, args, &[named.as_str(), expected]);
+        assert!(listing(cache.path()).is_empty(), "{args:?} converted something");
+    }
+    // The documented values, in any case and with spaces around, are taken.
+    let cache = tempfile::tempdir().unwrap();
+    let args = ["run", "--model", m, "--input-ids", "1,2", "--max-new-tokens", "1"];
+    let out = Cli::new(&args)
+        .cache(cache.path())
+        .env("TRTLLM_MINITRON_MATMUL", " F32 ")
+        .env("TRTLLM_MINITRON_ISA", "AVX2")
+        .env("TRTLLM_MINITRON_THREADS", "1")
+        .output();
+    assert_status(&out, 0, &args, &[]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
 fn work_that_fails_is_1_and_an_empty_model_directory_says_so() {
     let work = tempfile::tempdir().unwrap();
     let empty = work.path().join("empty");

@@ -51,14 +51,15 @@ impl Isa {
     /// `Avx512Bf16` only when `TRTLLM_MINITRON_MATMUL=bf16` asks for bf16
     /// products (with a warning when the CPU cannot do them).
     pub fn get() -> Isa {
+        use super::settings::{self, IsaCap, Products};
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
-            let isa_cap = match std::env::var("TRTLLM_MINITRON_ISA").as_deref() {
-                Ok("generic") => Isa::Generic,
-                Ok("avx2") => Isa::Avx2,
-                _ => Isa::Avx512Bf16,
+            let isa_cap = match settings::or_warn(settings::isa_cap(), IsaCap::None) {
+                IsaCap::Generic => Isa::Generic,
+                IsaCap::Avx2 => Isa::Avx2,
+                IsaCap::None => Isa::Avx512Bf16,
             };
-            let bf16 = std::env::var("TRTLLM_MINITRON_MATMUL").is_ok_and(|v| v.trim() == "bf16");
+            let bf16 = settings::or_warn(settings::products(), Products::F32) == Products::Bf16;
             let cap = if bf16 { isa_cap } else { Isa::Avx512.min(isa_cap) };
             let isa = Isa::supported()
                 .into_iter()
@@ -66,8 +67,8 @@ impl Isa {
                 .unwrap_or(Isa::Generic);
             if bf16 && isa != Isa::Avx512Bf16 && isa_cap == Isa::Avx512Bf16 {
                 eprintln!(
-                    "warning: TRTLLM_MINITRON_MATMUL=bf16 ignored: this CPU lacks AVX512_BF16; \
-                     products stay f32"
+                    "warning: {}=bf16 ignored: this CPU lacks AVX512_BF16; products stay f32",
+                    settings::MATMUL
                 );
             }
             isa

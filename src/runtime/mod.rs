@@ -11,3 +11,4 @@ pub mod model;
 pub mod pool;
 pub mod sampling;
 pub mod service;
+pub mod settings;

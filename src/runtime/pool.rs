@@ -199,8 +199,9 @@ pub fn set_threads(threads: usize) -> bool {
 /// `RAYON_NUM_THREADS`, else one thread per available CPU.
 pub fn global() -> &'static Pool {
     GLOBAL.get_or_init(|| {
-        let from_env = |name: &str| {
-            std::env::var(name)
+        // RAYON_NUM_THREADS is rayon's: read as leniently as rayon reads it.
+        let rayon = || {
+            std::env::var("RAYON_NUM_THREADS")
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|&n| n > 0)
@@ -209,8 +210,8 @@ pub fn global() -> &'static Pool {
         let threads = if requested > 0 {
             requested
         } else {
-            from_env("TRTLLM_MINITRON_THREADS")
-                .or_else(|| from_env("RAYON_NUM_THREADS"))
+            super::settings::or_warn(super::settings::threads(), None)
+                .or_else(rayon)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         };
         Pool::new(threads)

@@ -34,7 +34,8 @@ Decoding is greedy unless --temperature, --top-k or --top-p is given.
 The CPU reference runtime reads TRTLLM_MINITRON_THREADS=N (threads; default: one per CPU),
 TRTLLM_MINITRON_ISA=avx2|generic (caps the vector kernels) and TRTLLM_MINITRON_MATMUL=bf16
 (bf16 checkpoints: matrix-product inputs rounded to bf16 on CPUs with AVX512_BF16, about
-twice as fast to prefill; the default f32 products match transformers more closely).")]
+twice as fast to prefill; the default f32 products match transformers more closely).
+Any other value of these is refused (exit status 2).")]
 pub struct RunArgs {
     /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
     #[arg(long, value_name = "MODEL")]
