@@ -32,7 +32,7 @@ const EXIT_STATUS_HELP: &str = "Exit status (every command):
   1    the work failed (an input could not be used, conversion, build or generation
        failed; check: a regression)
   2    bad usage: an unknown option, a missing or invalid value (refused before anything
-       runs; run, serve, check: also a TRTLLM_MINITRON_* runtime variable's), or an option
+       runs; run, serve, check: also TRTLLM_MINITRON_THREADS/_ISA/_MATMUL's), or an option
        value this model cannot take (e.g. --tp-size 3 for 48 heads); check: also any error
        that kept the checks from running
   130  interrupted (Ctrl-C); the error line says what, if anything, was written

@@ -133,6 +133,8 @@ fn a_runtime_variable_it_cannot_take_is_bad_usage_refused_before_anything_runs()
     let suite = work.path().join("suite.toml");
     std::fs::write(&suite, "[[case]]\nname = \"a\"\nprompt = \"x\"\n").unwrap();
     let s = suite.to_str().unwrap();
+    let missing = work.path().join("no-such-model");
+    let missing = missing.to_str().unwrap();
     let cases: &[(&str, &str, &[&str], &str)] = &[
         (
             "TRTLLM_MINITRON_ISA",
@@ -155,12 +157,14 @@ fn a_runtime_variable_it_cannot_take_is_bad_usage_refused_before_anything_runs()
         (
             "TRTLLM_MINITRON_THREADS",
             "two",
-            &["serve", "--model", m],
+            // A model that is not there: without the check, serve fails on it
+            // (exit 1) instead of serving, and the test fails instead of hanging.
+            &["serve", "--model", missing, "--port", "0"],
             "at least 1",
         ),
         (
             "TRTLLM_MINITRON_ISA",
-            "sse",
+            " SSE ",
             &["check", "--model", m, "--suite", s],
             "expected avx512",
         ),

@@ -47,31 +47,35 @@ pub fn check() -> Result<(), EnvError> {
 
 /// `TRTLLM_MINITRON_THREADS`: `None` when unset.
 pub fn threads() -> Result<Option<usize>, EnvError> {
-    parse_threads(read(THREADS).as_deref())
+    read(THREADS, parse_threads)
 }
 
 pub fn isa_cap() -> Result<IsaCap, EnvError> {
-    parse_isa_cap(read(ISA).as_deref())
+    read(ISA, parse_isa_cap)
 }
 
 pub fn products() -> Result<Products, EnvError> {
-    parse_products(read(MATMUL).as_deref())
+    read(MATMUL, parse_products)
 }
 
-/// A value that is a bad input to a library call: warned about once per
-/// variable by the caller's `OnceLock`, then the default.
+/// A value that is a bad input to a library call: warned about (once per
+/// variable: the callers keep what they got in a `OnceLock`) and ignored.
 pub fn or_warn<T>(result: Result<T, EnvError>, default: T) -> T {
     result.unwrap_or_else(|e| {
-        eprintln!("warning: {e}; using the default");
+        eprintln!("warning: {e}; ignored");
         default
     })
 }
 
-/// The variable's value, trimmed and lower-cased; `None` when unset or empty.
-/// A value that is not Unicode is kept (lossily) so that it is refused, not
-/// taken as unset.
-fn read(var: &str) -> Option<String> {
-    normalise(&std::env::var_os(var)?)
+/// `parse` of the variable's value, trimmed and lower-cased (`None` when
+/// unset or empty); an error quotes the value as it was set. A value that is
+/// not Unicode is kept (lossily) so that it is refused, not taken as unset.
+fn read<T>(var: &str, parse: fn(Option<&str>) -> Result<T, EnvError>) -> Result<T, EnvError> {
+    let raw = std::env::var_os(var);
+    parse(raw.as_deref().and_then(normalise).as_deref()).map_err(|e| EnvError {
+        value: raw.map_or(e.value.clone(), |r| r.to_string_lossy().into_owned()),
+        ..e
+    })
 }
 
 fn normalise(raw: &std::ffi::OsStr) -> Option<String> {

@@ -32,10 +32,11 @@ fn token_ids(text: &str) -> std::result::Result<TokenIds, String> {
 Decoding is greedy unless --temperature, --top-k or --top-p is given.
 
 The CPU reference runtime reads TRTLLM_MINITRON_THREADS=N (threads; default: one per CPU),
-TRTLLM_MINITRON_ISA=avx2|generic (caps the vector kernels) and TRTLLM_MINITRON_MATMUL=bf16
-(bf16 checkpoints: matrix-product inputs rounded to bf16 on CPUs with AVX512_BF16, about
-twice as fast to prefill; the default f32 products match transformers more closely).
-Any other value of these is refused (exit status 2).")]
+TRTLLM_MINITRON_ISA=avx512|avx2|generic (caps the vector kernels; default: the best the CPU
+has) and TRTLLM_MINITRON_MATMUL=f32|bf16 (bf16 checkpoints: matrix-product inputs rounded
+to bf16 on CPUs with AVX512_BF16, about twice as fast to prefill; the default f32 products
+match transformers more closely). Any other value of these three is refused (exit status 2),
+whatever the backend.")]
 pub struct RunArgs {
     /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
     #[arg(long, value_name = "MODEL")]

@@ -31,7 +31,8 @@ OpenAI's defaults (temperature 1, top_p 1) unless the request says otherwise.
 Ctrl-C or SIGTERM stops accepting requests, lets running ones finish for
 --shutdown-timeout seconds, cancels the rest and exits 0.
 On the CPU reference runtime, TRTLLM_MINITRON_THREADS, TRTLLM_MINITRON_ISA and
-TRTLLM_MINITRON_MATMUL=bf16 apply as for `run` (see `run --help`).")]
+TRTLLM_MINITRON_MATMUL=bf16 apply as for `run`, and a value they cannot take is refused
+as there (see `run --help`).")]
 pub struct ServeArgs {
     /// Hugging Face model (directory or cached hub id), TensorRT-LLM checkpoint, or engine directory.
     #[arg(
