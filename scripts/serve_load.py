@@ -7,8 +7,9 @@
       level: aggregate generated tokens/s (over the wall time, prefill
       included), aggregate decode tokens/s (tokens after each stream's first,
       over the window from the first first-token to the last token, so other
-      streams' prefills fall inside it), steady decode tokens/s (only while
-      every client's stream is decoding: see `steady_decode`), time to first
+      streams' prefills fall inside it), steady decode tokens/s (the streams'
+      rates while every client's stream is decoding, summed: see
+      `steady_decode`), time to first
       token and inter-token latency p50/p99 (client-side, from SSE arrival
       times; a chunk that holds back text counts with the next).
   serve_load.py soak --url URL --model NAME --pid PID --bin BIN --checkpoint DIR ...
@@ -98,11 +99,16 @@ def stream_request(url, body, disconnect_after=None, timeout=3600):
 
 
 def steady_decode(results, clients):
-    """Tokens/s over the spans in which all `clients` streams are decoding
-    (each past its first token and not yet at its last): the batch's decode
-    rate with every client in it, which neither a prefill nor a client
-    waiting for its first token dilutes. Returns (rate, seconds covered), or
-    (None, 0) when the clients never all decoded at once."""
+    """Decode tokens/s over the spans in which all `clients` streams are
+    decoding (each past its first token and not yet at its last): the batch's
+    decode rate with every client in it, which neither a prefill nor a client
+    waiting for its first token dilutes. Each stream's rate is its gaps
+    between chunks that lie wholly inside those spans, over their total
+    length; the batch's rate is their sum. (Counting the chunks inside the
+    spans instead would lose up to one step's tokens at each edge: the server
+    sends a step's tokens one stream after another, and an edge falls between
+    them.) Returns (rate, seconds covered), or (None, 0) when the clients
+    never all decoded at once."""
     spans = [(r["t_first"], r["t_last"]) for r in results if r.get("t_first") is not None]
     edges = sorted([(a, 1) for a, b in spans if b > a] + [(b, -1) for a, b in spans if b > a],
                    key=lambda e: (e[0], e[1]))
@@ -117,9 +123,14 @@ def steady_decode(results, clients):
     covered = sum(b - a for a, b in windows)
     if covered <= 0:
         return None, 0.0
-    # A chunk at a window's opening edge is the first token that opened it.
-    tokens = sum(1 for r in results for t in r["times"] for a, b in windows if a < t <= b)
-    return tokens / covered, covered
+    rate = 0.0
+    for r in results:
+        gaps = [(t0, t1) for t0, t1 in zip(r["times"], r["times"][1:])
+                if any(a <= t0 and t1 <= b for a, b in windows)]
+        length = sum(t1 - t0 for t0, t1 in gaps)
+        if length > 0:
+            rate += len(gaps) / length
+    return (rate or None), covered
 
 
 def levels(args):
