@@ -176,6 +176,11 @@ fn a_runtime_variable_it_cannot_take_is_bad_usage_refused_before_anything_runs()
         assert_status(&out, 2, args, &[named.as_str(), expected]);
         assert!(listing(cache.path()).is_empty(), "{args:?} converted something");
     }
+    // Commands that never run the reference runtime do not read them.
+    let inspect = Cli::new(&["inspect", m])
+        .env("TRTLLM_MINITRON_ISA", "avx1")
+        .output();
+    assert_status(&inspect, 0, &["inspect", m], &[]);
     // The documented values, in any case and with spaces around, are taken.
     let cache = tempfile::tempdir().unwrap();
     let args = ["run", "--model", m, "--input-ids", "1,2", "--max-new-tokens", "1"];
