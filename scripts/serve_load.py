@@ -44,22 +44,21 @@ def prompt_ids(n, vocab, salt):
 
 def stream_request(url, body, disconnect_after=None, timeout=3600):
     """One streaming completion. Returns a dict: status, text, tokens (usage),
-    finish, ttft, gaps (seconds between chunks), times (each chunk's arrival,
-    perf_counter seconds), done ([DONE] seen)."""
+    finish, ttft, times (each chunk's arrival, perf_counter seconds: the
+    first token's and the last's, and the gaps between them, come from it),
+    done ([DONE] seen)."""
     u = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     payload = json.dumps(dict(body, stream=True, stream_options={"include_usage": True}))
     start = time.perf_counter()
     conn.request("POST", "/v1/completions", payload, {"Content-Type": "application/json"})
     res = conn.getresponse()
-    out = {"status": res.status, "text": "", "tokens": None, "finish": None, "ttft": None, "gaps": [],
+    out = {"status": res.status, "text": "", "tokens": None, "finish": None, "ttft": None,
            "times": [], "done": False, "disconnected": False}
     if res.status != 200:
         out["error"] = res.read().decode()
         conn.close()
         return out
-    last = None
-    chunks = 0
     for raw in res:
         line = raw.decode().rstrip("\r\n")
         if not line.startswith("data: "):
@@ -81,21 +80,20 @@ def stream_request(url, body, disconnect_after=None, timeout=3600):
                 out["finish"] = choice["finish_reason"]
             # A chunk with text, or with a token id (a model without a tokenizer).
             if choice["text"] or choice.get("token_ids"):
-                if last is None:
+                if not out["times"]:
                     out["ttft"] = now - start
-                    out["t_first"] = now
-                else:
-                    out["gaps"].append(now - last)
-                last = now
-                out["t_last"] = now
                 out["times"].append(now)
-                chunks += 1
-        if disconnect_after is not None and chunks >= disconnect_after:
+        if disconnect_after is not None and len(out["times"]) >= disconnect_after:
             out["disconnected"] = True
             break
     conn.close()
     out["elapsed"] = time.perf_counter() - start
     return out
+
+
+def gaps(times):
+    """Seconds between consecutive chunk arrivals (the inter-token latencies)."""
+    return [b - a for a, b in zip(times, times[1:])]
 
 
 def steady_decode(results, clients):
@@ -109,7 +107,7 @@ def steady_decode(results, clients):
     sends a step's tokens one stream after another, and an edge falls between
     them.) Returns (rate, seconds covered), or (None, 0) when the clients
     never all decoded at once."""
-    spans = [(r["t_first"], r["t_last"]) for r in results if r.get("t_first") is not None]
+    spans = [(r["times"][0], r["times"][-1]) for r in results if r["times"]]
     edges = sorted([(a, 1) for a, b in spans if b > a] + [(b, -1) for a, b in spans if b > a],
                    key=lambda e: (e[0], e[1]))
     windows, active, start = [], 0, None
@@ -125,11 +123,11 @@ def steady_decode(results, clients):
         return None, 0.0
     rate = 0.0
     for r in results:
-        gaps = [(t0, t1) for t0, t1 in zip(r["times"], r["times"][1:])
-                if any(a <= t0 and t1 <= b for a, b in windows)]
-        length = sum(t1 - t0 for t0, t1 in gaps)
+        inside = [(t0, t1) for t0, t1 in zip(r["times"], r["times"][1:])
+                  if any(a <= t0 and t1 <= b for a, b in windows)]
+        length = sum(t1 - t0 for t0, t1 in inside)
         if length > 0:
-            rate += len(gaps) / length
+            rate += len(inside) / length
     return (rate or None), covered
 
 
@@ -150,12 +148,13 @@ def levels(args):
         bad = [r for r in results if r["status"] != 200 or not r["done"]]
         tokens = sum(r["tokens"] or 0 for r in results)
         ttft = [r["ttft"] for r in results if r["ttft"] is not None]
-        gaps = [g for r in results for g in r["gaps"]]
+        itl = [g for r in results for g in gaps(r["times"])]
         # Decode: the tokens after each stream's first, over the window from the
-        # first stream's first token to the last stream's last (prefill left out).
-        timed = [r for r in results if r.get("t_first") is not None]
-        window = max(r["t_last"] for r in timed) - min(r["t_first"] for r in timed) if timed else 0
-        decode_tokens = sum(len(r["gaps"]) for r in timed)
+        # first stream's first token to the last stream's last (other streams'
+        # prefills may fall inside it; `steady_decode` leaves them out).
+        timed = [r["times"] for r in results if r["times"]]
+        window = max(t[-1] for t in timed) - min(t[0] for t in timed) if timed else 0
+        decode_tokens = sum(len(t) - 1 for t in timed)
         steady, steady_s = steady_decode(results, c)
         print(json.dumps({
             "concurrency": c, "requests": n, "failed": len(bad), "generated_tokens": tokens,
@@ -164,7 +163,7 @@ def levels(args):
             "steady_decode_tokens_per_s": round(steady, 3) if steady else None,
             "steady_decode_s": round(steady_s, 3),
             "ttft_p50_s": percentile(ttft, 50), "ttft_p99_s": percentile(ttft, 99),
-            "itl_p50_s": percentile(gaps, 50), "itl_p99_s": percentile(gaps, 99),
+            "itl_p50_s": percentile(itl, 50), "itl_p99_s": percentile(itl, 99),
         }), flush=True)
 
 

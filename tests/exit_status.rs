@@ -11,8 +11,13 @@ use common::*;
 
 /// Runs with a conversion cache of its own; the cache must stay untouched.
 fn run_in_fresh_cache(args: &[&str]) -> Output {
+    in_fresh_cache(Cli::new(args), args)
+}
+
+/// `cli` (started with `args`) with a conversion cache of its own, which must stay untouched.
+fn in_fresh_cache(cli: Cli, args: &[&str]) -> Output {
     let cache = tempfile::tempdir().unwrap();
-    let out = cli_in(cache.path(), args);
+    let out = cli.cache(cache.path()).output();
     assert!(listing(cache.path()).is_empty(), "{args:?} converted something");
     out
 }
@@ -170,11 +175,9 @@ fn a_runtime_variable_it_cannot_take_is_bad_usage_refused_before_anything_runs()
         ),
     ];
     for &(var, value, args, expected) in cases {
-        let cache = tempfile::tempdir().unwrap();
-        let out = Cli::new(args).cache(cache.path()).env(var, value).output();
+        let out = in_fresh_cache(Cli::new(args).env(var, value), args);
         let named = format!("{var}=\"{value}\"");
         assert_status(&out, 2, args, &[named.as_str(), expected]);
-        assert!(listing(cache.path()).is_empty(), "{args:?} converted something");
     }
     // Commands that never run the reference runtime do not read them.
     let inspect = Cli::new(&["inspect", m])
