@@ -180,10 +180,13 @@ fn one_token(
     rows: &(dyn Fn(&[u8], &mut [f32]) + Sync),
 ) {
     let (k, m) = (w.cols, w.rows);
-    // Threads claim runs of rows (about eight per thread, whole cache lines of
-    // y): each run is a long sequential stream of weights.
+    // Threads claim runs of rows (about eight per thread; whole cache lines of
+    // y and whole groups of rows, dot_order::ROW_GROUP): each run is a long
+    // sequential stream of weights.
     let out = pool::SharedOut::new(y);
-    let chunks = pool::Chunks::new(m, (m / (threads * 8)).next_multiple_of(16));
+    const RUN: usize = 48;
+    const _: () = assert!(RUN.is_multiple_of(16) && RUN.is_multiple_of(dot_order::ROW_GROUP));
+    let chunks = pool::Chunks::new(m, (m / (threads * 8)).next_multiple_of(RUN));
     let es = w.dtype.size();
     let part = |_: usize| {
         while let Some((a, b)) = chunks.claim() {

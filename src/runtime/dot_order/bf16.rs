@@ -96,7 +96,7 @@ mod x86 {
     //! No closures inside the `#[target_feature]` functions (see `super::super::x86`).
     use std::arch::x86_64::*;
 
-    use super::super::{ROWS, reduce};
+    use super::super::{ROW_GROUP, ROWS, grouped_rows, reduce};
     use super::{LANES, VECTOR};
     use crate::runtime::kernels::Isa;
 
@@ -108,40 +108,78 @@ mod x86 {
         unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast())) }
     }
 
-    /// One row at a time, front to back: a single stream of weights, which
-    /// the CPU's prefetchers follow best (on the 4B shape 20-30% faster
-    /// decoding than four rows at once, scripts/BENCHMARKS.md); a row's last
-    /// partial vector comes from a zero-padded copy.
+    /// Groups of `ROW_GROUP` rows when the rounded inputs are larger than
+    /// `ONE_ROW_MAX_INPUT_BYTES` (each input vector loaded once for all rows
+    /// of a group), the other rows one at a time, front to back: a single
+    /// stream of weights, which the CPU's prefetchers follow best (on the 4B
+    /// shape 20-30% faster decoding than four rows at once,
+    /// scripts/BENCHMARKS.md). A row's last partial vector comes from a
+    /// zero-padded copy. The same order either way.
     ///
     /// # Safety
     /// `data`: `y.len()` rows of `k` bf16; `x`: `k` rounded up to 32 bf16;
     /// the CPU has AVX512_BF16 and AVX-512F.
     #[target_feature(enable = "avx512bf16,avx512f")]
     pub unsafe fn rows(data: &[u8], k: usize, x: &[u16], y: &mut [f32]) {
+        const G: usize = ROW_GROUP;
         let (full, rest) = (k / VECTOR, k % VECTOR);
         let row_bytes = k * 2;
         let xp = x.as_ptr().cast::<u8>();
-        for (r, out) in y.iter_mut().enumerate() {
-            let row = data[r * row_bytes..].as_ptr();
+        let grouped = grouped_rows(y.len(), k * 2);
+        let (in_groups, left) = y.split_at_mut(grouped);
+        for (g, outs) in in_groups.chunks_exact_mut(G).enumerate() {
+            let first = g * G;
+            let base = data[first * row_bytes..].as_ptr();
+            let mut acc = [_mm512_setzero_ps(); G];
+            for v in 0..full {
+                // SAFETY: vector v lies within x and within rows first..first+G.
+                unsafe {
+                    let xv = load(xp.add(v * 64));
+                    let at = base.add(v * 64);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_dpbf16_ps(*a, load(at.add(j * row_bytes)), xv);
+                    }
+                }
+            }
+            for (j, (a, out)) in acc.iter().zip(outs.iter_mut()).enumerate() {
+                // SAFETY: x holds `full + 1` vectors when rest > 0.
+                *out = unsafe { finish(*a, data, (first + j) * row_bytes, full, rest, xp) };
+            }
+        }
+        for (i, out) in left.iter_mut().enumerate() {
+            let start = (grouped + i) * row_bytes;
+            let row = data[start..].as_ptr();
             let mut acc = _mm512_setzero_ps();
             for v in 0..full {
-                // SAFETY: vector v lies within x and within row r.
+                // SAFETY: vector v lies within x and within the row.
                 unsafe { acc = _mm512_dpbf16_ps(acc, load(row.add(v * 64)), load(xp.add(v * 64))) };
             }
-            if rest > 0 {
-                let mut tail = [0u8; 64];
-                let start = r * row_bytes + full * 64;
-                tail[..rest * 2].copy_from_slice(&data[start..start + rest * 2]);
-                // SAFETY: tail holds 64 bytes; x holds `full + 1` vectors.
-                acc = _mm512_dpbf16_ps(acc, unsafe { load(tail.as_ptr()) }, unsafe {
-                    load(xp.add(full * 64))
-                });
-            }
-            let mut lanes = [0f32; LANES];
-            // SAFETY: lanes has 16 floats.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
-            *out = reduce(Isa::Avx512, &lanes);
+            // SAFETY: x holds `full + 1` vectors when rest > 0.
+            *out = unsafe { finish(acc, data, start, full, rest, xp) };
         }
+    }
+
+    /// A row's output from its lanes `acc` over its `full` whole vectors:
+    /// its last partial vector (of `rest` bf16, from a zero-padded copy) added,
+    /// then the lanes summed. The row starts `start` bytes into `data`.
+    ///
+    /// # Safety
+    /// x (at `xp`) holds `full + 1` vectors when `rest > 0`; the CPU has
+    /// AVX512_BF16 and AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512bf16,avx512f")]
+    unsafe fn finish(mut acc: __m512, data: &[u8], start: usize, full: usize, rest: usize, xp: *const u8) -> f32 {
+        if rest > 0 {
+            let mut tail = [0u8; 64];
+            let at = start + full * 64;
+            tail[..rest * 2].copy_from_slice(&data[at..at + rest * 2]);
+            // SAFETY: tail holds 64 bytes; x holds `full + 1` vectors (caller).
+            acc = _mm512_dpbf16_ps(acc, unsafe { load(tail.as_ptr()) }, unsafe { load(xp.add(full * 64)) });
+        }
+        let mut lanes = [0f32; LANES];
+        // SAFETY: lanes has 16 floats.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+        reduce(Isa::Avx512, &lanes)
     }
 
     /// Where a tile reads and writes (see `super::tile`).
@@ -295,15 +333,17 @@ mod tests {
     }
 
     /// The kernels against the order written out: bit for bit, every tail
-    /// length, one row and several.
+    /// length, one row and several; rows in groups (inputs past
+    /// `ONE_ROW_MAX_INPUT_BYTES`) and the rows left over after the groups.
     #[test]
     fn kernels_sum_in_the_stated_order() {
         if !has_bf16() {
             eprintln!("SKIPPED: this CPU lacks AVX512_BF16 (the bf16 kernels cannot run)");
             return;
         }
-        for k in [1, 31, 32, 33, 100, 1024, 1100] {
-            let m = 9;
+        let grouped = crate::runtime::dot_order::ONE_ROW_MAX_INPUT_BYTES / 2 + 1;
+        let shapes = [1, 31, 32, 33, 100, 1024, 1100].map(|k| (k, 9));
+        for (k, m) in shapes.into_iter().chain([(grouped, 29), (grouped.next_multiple_of(VECTOR), 29)]) {
             let wf = values(m * k, 1);
             let w16: Vec<u16> = wf.iter().map(|&v| round(v)).collect();
             let bytes: Vec<u8> = w16.iter().flat_map(|b| b.to_le_bytes()).collect();

@@ -21,8 +21,35 @@ mod x86;
 use super::kernels::{Isa, decode_row};
 use crate::DType;
 
-/// Weight rows of a tile (and of a step of `rows`).
+/// Weight rows of a tile.
 pub const ROWS: usize = 4;
+
+/// Weight rows the one-token kernels run at once when their inputs are
+/// larger than `ONE_ROW_MAX_INPUT_BYTES`: each input vector is loaded once
+/// for all of them. Alone, a row reads its inputs once per weight vector,
+/// and re-reads them from L2 when they outgrow L1: a row of Minitron-4B's MLP
+/// down projection (9216 f32 inputs, 36 KiB) streamed its weights at half the
+/// rate of the others. On this kind of machine (one thread, bf16 weights,
+/// GB/s of weights, scripts/BENCHMARKS.md), one row against groups of 12:
+/// f32 inputs 22 -> 24 at 3072 and 4096 inputs, 13 -> 27 at 9216 and 16384;
+/// bf16 inputs 30 -> 24 at 3072 and 4096 (so those stay one row at a time:
+/// a single stream of weights), 20-22 -> 26-28 at 9216 and 16384. Groups of
+/// 4 or 8 helped less, 16 less again.
+pub const ROW_GROUP: usize = 12;
+
+/// Inputs up to this size stay in L1 beside the streaming weights: the
+/// one-token kernels run one row at a time (see `ROW_GROUP`).
+pub const ONE_ROW_MAX_INPUT_BYTES: usize = 8 << 10;
+
+/// How many leading rows of `rows` the one-token kernels run in groups of
+/// `ROW_GROUP`, for inputs of `input_bytes`.
+pub fn grouped_rows(rows: usize, input_bytes: usize) -> usize {
+    if input_bytes > ONE_ROW_MAX_INPUT_BYTES {
+        rows - rows % ROW_GROUP
+    } else {
+        0
+    }
+}
 
 /// Lanes per output on `isa`.
 pub fn lanes(isa: Isa) -> usize {

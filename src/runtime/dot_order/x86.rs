@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{ROWS, reduce};
+use super::{ROW_GROUP, ROWS, grouped_rows, reduce};
 use crate::DType;
 use crate::runtime::kernels::Isa;
 use crate::runtime::kernels::x86::{Bf16, Elem, F16, F32};
@@ -126,6 +126,15 @@ unsafe fn tile_at<E: Elem>(
     }
 }
 
+/// A row's last `len` bytes from `start`, zero-padded to a whole vector of
+/// any dtype (at most 16 lanes of 4 bytes).
+#[inline]
+fn tail(data: &[u8], start: usize, len: usize) -> [u8; 64] {
+    let mut w = [0u8; 64];
+    w[..len].copy_from_slice(&data[start..start + len]);
+    w
+}
+
 /// The row kernel and the register tile for one vector width: the same code
 /// for AVX-512 (16 lanes) and AVX2 (8), each compiled with its own target
 /// features (a generic function could not carry them).
@@ -135,10 +144,12 @@ macro_rules! kernels {
         zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
         widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident $(,)?
     ) => {
-        /// One row at a time, front to back (a single stream of weights for
-        /// the prefetchers: a little faster than four rows at once, see
-        /// `bf16::x86::rows`); the inputs' last partial vector comes from a
-        /// zero-padded copy (of x, and of the row's last elements).
+        /// Groups of `ROW_GROUP` rows when x is larger than
+        /// `ONE_ROW_MAX_INPUT_BYTES` (each input vector loaded once for all
+        /// rows of a group, each row's lanes in a register of their own), the
+        /// other rows one at a time; the inputs' last partial vector comes
+        /// from a zero-padded copy (of x, and of each row's last elements).
+        /// Every row's lanes are summed in the same order either way.
         ///
         /// # Safety
         /// `data` holds `y.len()` rows of `x.len()` elements; the CPU has the
@@ -146,34 +157,52 @@ macro_rules! kernels {
         #[target_feature(enable = $features)]
         unsafe fn $rows<E: Elem>(data: &[u8], x: &[f32], y: &mut [f32]) {
             const L: usize = $lanes;
+            const G: usize = ROW_GROUP;
             let k = x.len();
             let (full, rest) = (k / L, k % L);
             let mut x_tail = [0f32; L];
             x_tail[..rest].copy_from_slice(&x[full * L..]);
             let row_bytes = k * E::SIZE;
-            for (r, out) in y.iter_mut().enumerate() {
+            let grouped = grouped_rows(y.len(), k * 4);
+            let (in_groups, left) = y.split_at_mut(grouped);
+            for (g, outs) in in_groups.chunks_exact_mut(G).enumerate() {
+                let first = g * G;
+                let base = data[first * row_bytes..].as_ptr();
+                let mut acc = [$zero(); G];
+                for v in 0..full {
+                    // SAFETY: inputs v*L..v*L+L < k of x and of rows first..first+G.
+                    unsafe {
+                        let xv = $loadu(x.as_ptr().add(v * L));
+                        let at = base.add(v * L * E::SIZE);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = $fmadd(E::$widen(at.add(j * row_bytes)), xv, *a);
+                        }
+                    }
+                }
+                for (j, (a, out)) in acc.iter_mut().zip(outs.iter_mut()).enumerate() {
+                    if rest > 0 {
+                        let w_tail = tail(data, (first + j) * row_bytes + full * L * E::SIZE, rest * E::SIZE);
+                        // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
+                        *a = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, unsafe { $loadu(x_tail.as_ptr()) }, *a);
+                    }
+                    let mut lanes = [0f32; L];
+                    // SAFETY: lanes has L floats.
+                    unsafe { $storeu(lanes.as_mut_ptr(), *a) };
+                    *out = reduce($isa, &lanes);
+                }
+            }
+            for (i, out) in left.iter_mut().enumerate() {
+                let r = grouped + i;
                 let row = data[r * row_bytes..].as_ptr();
                 let mut acc = $zero();
                 for v in 0..full {
                     // SAFETY: inputs v*L..v*L+L < k of x and of row r.
-                    unsafe {
-                        acc = $fmadd(
-                            E::$widen(row.add(v * L * E::SIZE)),
-                            $loadu(x.as_ptr().add(v * L)),
-                            acc,
-                        )
-                    };
+                    unsafe { acc = $fmadd(E::$widen(row.add(v * L * E::SIZE)), $loadu(x.as_ptr().add(v * L)), acc) };
                 }
                 if rest > 0 {
-                    let mut w_tail = [0u8; L * 4];
-                    let start = r * row_bytes + full * L * E::SIZE;
-                    w_tail[..rest * E::SIZE].copy_from_slice(&data[start..start + rest * E::SIZE]);
+                    let w_tail = tail(data, r * row_bytes + full * L * E::SIZE, rest * E::SIZE);
                     // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
-                    acc = $fmadd(
-                        unsafe { E::$widen(w_tail.as_ptr()) },
-                        unsafe { $loadu(x_tail.as_ptr()) },
-                        acc,
-                    );
+                    acc = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, unsafe { $loadu(x_tail.as_ptr()) }, acc);
                 }
                 let mut lanes = [0f32; L];
                 // SAFETY: lanes has L floats.
