@@ -121,65 +121,55 @@ mod x86 {
     /// the CPU has AVX512_BF16 and AVX-512F.
     #[target_feature(enable = "avx512bf16,avx512f")]
     pub unsafe fn rows(data: &[u8], k: usize, x: &[u16], y: &mut [f32]) {
-        const G: usize = ROW_GROUP;
-        let (full, rest) = (k / VECTOR, k % VECTOR);
-        let row_bytes = k * 2;
-        let xp = x.as_ptr().cast::<u8>();
         let grouped = grouped_rows(y.len(), k * 2);
         let (in_groups, left) = y.split_at_mut(grouped);
-        for (g, outs) in in_groups.chunks_exact_mut(G).enumerate() {
-            let first = g * G;
-            let base = data[first * row_bytes..].as_ptr();
-            let mut acc = [_mm512_setzero_ps(); G];
-            for v in 0..full {
-                // SAFETY: vector v lies within x and within rows first..first+G.
-                unsafe {
-                    let xv = load(xp.add(v * 64));
-                    let at = base.add(v * 64);
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_dpbf16_ps(*a, load(at.add(j * row_bytes)), xv);
-                    }
-                }
-            }
-            for (j, (a, out)) in acc.iter().zip(outs.iter_mut()).enumerate() {
-                // SAFETY: x holds `full + 1` vectors when rest > 0.
-                *out = unsafe { finish(*a, data, (first + j) * row_bytes, full, rest, xp) };
-            }
+        for (g, outs) in in_groups.chunks_exact_mut(ROW_GROUP).enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { group::<ROW_GROUP>(data, g * ROW_GROUP, k, x, outs) };
         }
-        for (i, out) in left.iter_mut().enumerate() {
-            let start = (grouped + i) * row_bytes;
-            let row = data[start..].as_ptr();
-            let mut acc = _mm512_setzero_ps();
-            for v in 0..full {
-                // SAFETY: vector v lies within x and within the row.
-                unsafe { acc = _mm512_dpbf16_ps(acc, load(row.add(v * 64)), load(xp.add(v * 64))) };
-            }
-            // SAFETY: x holds `full + 1` vectors when rest > 0.
-            *out = unsafe { finish(acc, data, start, full, rest, xp) };
+        for (i, out) in left.chunks_exact_mut(1).enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { group::<1>(data, grouped + i, k, x, out) };
         }
     }
 
-    /// A row's output from its lanes `acc` over its `full` whole vectors:
-    /// its last partial vector (of `rest` bf16, from a zero-padded copy) added,
-    /// then the lanes summed. The row starts `start` bytes into `data`.
+    /// Outputs of rows `first..first + N` (`outs`): each input vector loaded
+    /// once for all N rows; a row's last partial vector comes from a
+    /// zero-padded copy.
     ///
     /// # Safety
-    /// x (at `xp`) holds `full + 1` vectors when `rest > 0`; the CPU has
-    /// AVX512_BF16 and AVX-512F.
-    #[inline]
+    /// `data` holds rows `first..first + N` of `k` bf16; `x`: `k` rounded up
+    /// to 32 bf16; `outs.len() == N`; the CPU has AVX512_BF16 and AVX-512F.
     #[target_feature(enable = "avx512bf16,avx512f")]
-    unsafe fn finish(mut acc: __m512, data: &[u8], start: usize, full: usize, rest: usize, xp: *const u8) -> f32 {
-        if rest > 0 {
-            let mut tail = [0u8; 64];
-            let at = start + full * 64;
-            tail[..rest * 2].copy_from_slice(&data[at..at + rest * 2]);
-            // SAFETY: tail holds 64 bytes; x holds `full + 1` vectors (caller).
-            acc = _mm512_dpbf16_ps(acc, unsafe { load(tail.as_ptr()) }, unsafe { load(xp.add(full * 64)) });
+    unsafe fn group<const N: usize>(data: &[u8], first: usize, k: usize, x: &[u16], outs: &mut [f32]) {
+        let (full, rest) = (k / VECTOR, k % VECTOR);
+        let row_bytes = k * 2;
+        let xp = x.as_ptr().cast::<u8>();
+        let base = data[first * row_bytes..(first + N) * row_bytes].as_ptr();
+        let mut acc = [_mm512_setzero_ps(); N];
+        for v in 0..full {
+            // SAFETY: vector v lies within x and within the N rows.
+            unsafe {
+                let xv = load(xp.add(v * 64));
+                let at = base.add(v * 64);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_dpbf16_ps(*a, load(at.add(j * row_bytes)), xv);
+                }
+            }
         }
-        let mut lanes = [0f32; LANES];
-        // SAFETY: lanes has 16 floats.
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
-        reduce(Isa::Avx512, &lanes)
+        for (j, (a, out)) in acc.iter_mut().zip(outs.iter_mut()).enumerate() {
+            if rest > 0 {
+                let mut tail = [0u8; 64];
+                let at = (first + j) * row_bytes + full * 64;
+                tail[..rest * 2].copy_from_slice(&data[at..at + rest * 2]);
+                // SAFETY: tail holds 64 bytes; x holds `full + 1` vectors.
+                *a = _mm512_dpbf16_ps(*a, unsafe { load(tail.as_ptr()) }, unsafe { load(xp.add(full * 64)) });
+            }
+            let mut lanes = [0f32; LANES];
+            // SAFETY: lanes has 16 floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *a) };
+            *out = reduce(Isa::Avx512, &lanes);
+        }
     }
 
     /// Where a tile reads and writes (see `super::tile`).

@@ -142,71 +142,68 @@ macro_rules! kernels {
     (
         features: $features:literal, lanes: $lanes:literal, vector: $v:ty,
         zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
-        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, tile: $tile:ident $(,)?
+        widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, group: $group:ident, tile: $tile:ident $(,)?
     ) => {
         /// Groups of `ROW_GROUP` rows when x is larger than
-        /// `ONE_ROW_MAX_INPUT_BYTES` (each input vector loaded once for all
-        /// rows of a group, each row's lanes in a register of their own), the
-        /// other rows one at a time; the inputs' last partial vector comes
-        /// from a zero-padded copy (of x, and of each row's last elements).
-        /// Every row's lanes are summed in the same order either way.
+        /// `ONE_ROW_MAX_INPUT_BYTES`, the other rows one at a time; every
+        /// row's lanes are summed in the same order either way.
         ///
         /// # Safety
         /// `data` holds `y.len()` rows of `x.len()` elements; the CPU has the
         /// features named.
         #[target_feature(enable = $features)]
         unsafe fn $rows<E: Elem>(data: &[u8], x: &[f32], y: &mut [f32]) {
+            let grouped = grouped_rows(y.len(), x.len() * 4);
+            let (in_groups, left) = y.split_at_mut(grouped);
+            for (g, outs) in in_groups.chunks_exact_mut(ROW_GROUP).enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { $group::<E, ROW_GROUP>(data, g * ROW_GROUP, x, outs) };
+            }
+            for (i, out) in left.chunks_exact_mut(1).enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { $group::<E, 1>(data, grouped + i, x, out) };
+            }
+        }
+
+        /// Outputs of rows `first..first + N` (`outs`): each input vector
+        /// loaded once for all N rows, each row's lanes in a register of its
+        /// own; the inputs' last partial vector comes from a zero-padded copy
+        /// (of x, and of each row's last elements).
+        ///
+        /// # Safety
+        /// `data` holds rows `first..first + N` of `x.len()` elements;
+        /// `outs.len() == N`; the CPU has the features named.
+        #[target_feature(enable = $features)]
+        unsafe fn $group<E: Elem, const N: usize>(data: &[u8], first: usize, x: &[f32], outs: &mut [f32]) {
             const L: usize = $lanes;
-            const G: usize = ROW_GROUP;
             let k = x.len();
             let (full, rest) = (k / L, k % L);
-            let mut x_tail = [0f32; L];
-            x_tail[..rest].copy_from_slice(&x[full * L..]);
             let row_bytes = k * E::SIZE;
-            let grouped = grouped_rows(y.len(), k * 4);
-            let (in_groups, left) = y.split_at_mut(grouped);
-            for (g, outs) in in_groups.chunks_exact_mut(G).enumerate() {
-                let first = g * G;
-                let base = data[first * row_bytes..].as_ptr();
-                let mut acc = [$zero(); G];
-                for v in 0..full {
-                    // SAFETY: inputs v*L..v*L+L < k of x and of rows first..first+G.
-                    unsafe {
-                        let xv = $loadu(x.as_ptr().add(v * L));
-                        let at = base.add(v * L * E::SIZE);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            *a = $fmadd(E::$widen(at.add(j * row_bytes)), xv, *a);
-                        }
+            let base = data[first * row_bytes..(first + N) * row_bytes].as_ptr();
+            let mut acc = [$zero(); N];
+            for v in 0..full {
+                // SAFETY: inputs v*L..v*L+L < k of x and of the N rows.
+                unsafe {
+                    let xv = $loadu(x.as_ptr().add(v * L));
+                    let at = base.add(v * L * E::SIZE);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = $fmadd(E::$widen(at.add(j * row_bytes)), xv, *a);
                     }
-                }
-                for (j, (a, out)) in acc.iter_mut().zip(outs.iter_mut()).enumerate() {
-                    if rest > 0 {
-                        let w_tail = tail(data, (first + j) * row_bytes + full * L * E::SIZE, rest * E::SIZE);
-                        // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
-                        *a = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, unsafe { $loadu(x_tail.as_ptr()) }, *a);
-                    }
-                    let mut lanes = [0f32; L];
-                    // SAFETY: lanes has L floats.
-                    unsafe { $storeu(lanes.as_mut_ptr(), *a) };
-                    *out = reduce($isa, &lanes);
                 }
             }
-            for (i, out) in left.iter_mut().enumerate() {
-                let r = grouped + i;
-                let row = data[r * row_bytes..].as_ptr();
-                let mut acc = $zero();
-                for v in 0..full {
-                    // SAFETY: inputs v*L..v*L+L < k of x and of row r.
-                    unsafe { acc = $fmadd(E::$widen(row.add(v * L * E::SIZE)), $loadu(x.as_ptr().add(v * L)), acc) };
-                }
-                if rest > 0 {
-                    let w_tail = tail(data, r * row_bytes + full * L * E::SIZE, rest * E::SIZE);
+            if rest > 0 {
+                let mut x_tail = [0f32; L];
+                x_tail[..rest].copy_from_slice(&x[full * L..]);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let w_tail = tail(data, (first + j) * row_bytes + full * L * E::SIZE, rest * E::SIZE);
                     // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
-                    acc = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, unsafe { $loadu(x_tail.as_ptr()) }, acc);
+                    *a = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, unsafe { $loadu(x_tail.as_ptr()) }, *a);
                 }
+            }
+            for (a, out) in acc.iter().zip(outs.iter_mut()) {
                 let mut lanes = [0f32; L];
                 // SAFETY: lanes has L floats.
-                unsafe { $storeu(lanes.as_mut_ptr(), acc) };
+                unsafe { $storeu(lanes.as_mut_ptr(), *a) };
                 *out = reduce($isa, &lanes);
             }
         }
@@ -279,11 +276,11 @@ macro_rules! kernels {
 kernels! {
     features: "avx512f,avx2,fma,f16c", lanes: 16, vector: __m512,
     zero: _mm512_setzero_ps, loadu: _mm512_loadu_ps, storeu: _mm512_storeu_ps, fmadd: _mm512_fmadd_ps,
-    widen: load16, isa: Isa::Avx512, rows: rows512, tile: tile512,
+    widen: load16, isa: Isa::Avx512, rows: rows512, group: rows512_group, tile: tile512,
 }
 
 kernels! {
     features: "avx2,fma,f16c", lanes: 8, vector: __m256,
     zero: _mm256_setzero_ps, loadu: _mm256_loadu_ps, storeu: _mm256_storeu_ps, fmadd: _mm256_fmadd_ps,
-    widen: load8, isa: Isa::Avx2, rows: rows256, tile: tile256,
+    widen: load8, isa: Isa::Avx2, rows: rows256, group: rows256_group, tile: tile256,
 }
