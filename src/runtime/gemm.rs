@@ -8,11 +8,13 @@
 //! The inputs are packed once per call, shared by all threads: per tile of T
 //! tokens and per block of KC inputs, `[vector][token][lanes]`, so that a
 //! tile reads them front to back. Each thread claims blocks of MC weight rows
-//! (it reads its weights once) and packs a block's KC inputs widened to f32
-//! the same way, `[quad of rows][vector][row][lanes]`. A register tile of 4
-//! rows x T tokens keeps one vector of lane sums per output (AVX-512: 4 x 6,
-//! 24 accumulators) and saves them between KC blocks, so the blocking does
-//! not change the order.
+//! (it reads its weights once). A register tile of 4 rows x T tokens keeps
+//! one vector of lane sums per output (AVX-512: 4 x 6, 24 accumulators) and
+//! saves them between KC blocks, so the blocking does not change the order.
+//! On x86 the tiles read the weight rows where they are stored and widen
+//! them in registers, for any number of tokens; the portable path, and rows
+//! whose inputs are not whole vectors, pack a block's KC inputs widened to
+//! f32 instead, `[quad of rows][vector][row][lanes]`.
 //!
 //! With bf16 products (`Order::Bf16`) the inputs are packed rounded to bf16,
 //! 32 per vector, and the tiles of `dot_order::bf16` read the bf16 rows where
@@ -24,22 +26,15 @@ use super::dot_order::{self as order, ROWS, bf16};
 use super::kernels::{Isa, MatRef, Order, decode_row};
 use super::pool::{Chunks, Pool, SharedOut, split};
 
-/// Inputs per block. A tile streams its 4 weight rows (16 KiB widened) and
+/// Inputs per block. A tile streams its 4 weight rows (8 KiB of bf16, 16 KiB packed) and
 /// T tokens (24 KiB with AVX-512) of a block from L1/L2; the lane sums that
 /// carry each output from block to block are reloaded once per block, so
 /// larger blocks reload them less (on this kind of machine 1024 ran the 4B
 /// shapes 10-20% faster than 256, see scripts/BENCHMARKS.md).
 pub const KC: usize = 1024;
-/// Weight rows a thread claims at a time (their packed block of KC inputs,
-/// 128 KiB, stays in L2 while every token tile passes over it).
+/// Weight rows a thread claims at a time (their block of KC inputs, 64 KiB of
+/// bf16 or 128 KiB packed, stays in L2 while every token tile passes over it).
 pub const MC: usize = 32;
-
-/// Up to this many tokens, tiles read the weight rows where they are stored
-/// and widen them in registers; above, a block's rows are widened and packed
-/// once and every tile reads the packed copy. For a batch of decoding
-/// requests the packing costs more than the few tiles it serves (on the 8B
-/// shape, 16 tokens spent most of a step packing).
-pub const STORED_MAX_TOKENS: usize = 64;
 
 /// Tokens of one register tile.
 fn tokens(isa: Isa) -> usize {
@@ -205,12 +200,15 @@ unsafe fn block(
     let (k, m, es) = (w.cols, w.rows, w.dtype.size());
     let rows = (o1 - o0).next_multiple_of(ROWS);
     // Reading rows as stored needs whole quads of rows and no padded inputs.
-    // Bf16 rows need no widening, so they are read as stored for any batch.
+    // Then the x86 tiles read them so for any batch: each vector of a row is
+    // widened once per token tile, but beside the tile's multiply-adds, where
+    // packing is a pass of its own over the weights (packing above 64 tokens,
+    // as until 2026-12-07, prefilled 256 tokens of the 4B shape 8-15% slower,
+    // bf16 and float16 weights, one and two threads, AVX-512 and AVX2 alike,
+    // scripts/BENCHMARKS.md). Bf16 rows need no widening at all.
     let whole = (o1 - o0).is_multiple_of(ROWS);
     let stored = match inputs {
-        Inputs::F32(_) => {
-            n <= STORED_MAX_TOKENS && order::reads_stored(isa) && k.is_multiple_of(lanes) && whole
-        }
+        Inputs::F32(_) => order::reads_stored(isa) && k.is_multiple_of(lanes) && whole,
         Inputs::Bf16(_) => k.is_multiple_of(bf16::VECTOR) && whole,
     };
     let row_bytes = k * es;

@@ -163,7 +163,9 @@ mod x86 {
                 let at = (first + j) * row_bytes + full * 64;
                 tail[..rest * 2].copy_from_slice(&data[at..at + rest * 2]);
                 // SAFETY: tail holds 64 bytes; x holds `full + 1` vectors.
-                *a = _mm512_dpbf16_ps(*a, unsafe { load(tail.as_ptr()) }, unsafe { load(xp.add(full * 64)) });
+                *a = _mm512_dpbf16_ps(*a, unsafe { load(tail.as_ptr()) }, unsafe {
+                    load(xp.add(full * 64))
+                });
             }
             let mut lanes = [0f32; LANES];
             // SAFETY: lanes has 16 floats.
@@ -333,7 +335,10 @@ mod tests {
         }
         let grouped = crate::runtime::dot_order::ONE_ROW_MAX_INPUT_BYTES / 2 + 1;
         let shapes = [1, 31, 32, 33, 100, 1024, 1100].map(|k| (k, 9));
-        for (k, m) in shapes.into_iter().chain([(grouped, 29), (grouped.next_multiple_of(VECTOR), 29)]) {
+        for (k, m) in shapes
+            .into_iter()
+            .chain([(grouped, 29), (grouped.next_multiple_of(VECTOR), 29)])
+        {
             let wf = values(m * k, 1);
             let w16: Vec<u16> = wf.iter().map(|&v| round(v)).collect();
             let bytes: Vec<u8> = w16.iter().flat_map(|b| b.to_le_bytes()).collect();

@@ -195,9 +195,17 @@ macro_rules! kernels {
                 let mut x_tail = [0f32; L];
                 x_tail[..rest].copy_from_slice(&x[full * L..]);
                 for (j, a) in acc.iter_mut().enumerate() {
-                    let w_tail = tail(data, (first + j) * row_bytes + full * L * E::SIZE, rest * E::SIZE);
+                    let w_tail = tail(
+                        data,
+                        (first + j) * row_bytes + full * L * E::SIZE,
+                        rest * E::SIZE,
+                    );
                     // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
-                    *a = $fmadd(unsafe { E::$widen(w_tail.as_ptr()) }, unsafe { $loadu(x_tail.as_ptr()) }, *a);
+                    *a = $fmadd(
+                        unsafe { E::$widen(w_tail.as_ptr()) },
+                        unsafe { $loadu(x_tail.as_ptr()) },
+                        *a,
+                    );
                 }
             }
             for (a, out) in acc.iter().zip(outs.iter_mut()) {
