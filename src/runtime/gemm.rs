@@ -12,9 +12,9 @@
 //! one vector of lane sums per output (AVX-512: 4 x 6, 24 accumulators) and
 //! saves them between KC blocks, so the blocking does not change the order.
 //! On x86 the tiles read the weight rows where they are stored and widen
-//! them in registers, for any number of tokens; the portable path, and rows
-//! whose inputs are not whole vectors, pack a block's KC inputs widened to
-//! f32 instead, `[quad of rows][vector][row][lanes]`.
+//! them in registers, for any number of tokens; the portable path, rows whose
+//! inputs are not whole vectors and a block's last partial quad of rows pack
+//! the block's KC inputs widened to f32 instead, `[quad of rows][vector][row][lanes]`.
 //!
 //! With bf16 products (`Order::Bf16`) the inputs are packed rounded to bf16,
 //! 32 per vector, and the tiles of `dot_order::bf16` read the bf16 rows where
@@ -26,7 +26,7 @@ use super::dot_order::{self as order, ROWS, bf16};
 use super::kernels::{Isa, MatRef, Order, decode_row};
 use super::pool::{Chunks, Pool, SharedOut, split};
 
-/// Inputs per block. A tile streams its 4 weight rows (8 KiB of bf16, 16 KiB packed) and
+/// Inputs per block. A tile streams its 4 weight rows (8 KiB of bf16, 16 KiB of f32) and
 /// T tokens (24 KiB with AVX-512) of a block from L1/L2; the lane sums that
 /// carry each output from block to block are reloaded once per block, so
 /// larger blocks reload them less (on this kind of machine 1024 ran the 4B
@@ -203,9 +203,10 @@ unsafe fn block(
     // Then the x86 tiles read them so for any batch: each vector of a row is
     // widened once per token tile, but beside the tile's multiply-adds, where
     // packing is a pass of its own over the weights (packing above 64 tokens,
-    // as until 2026-12-07, prefilled 256 tokens of the 4B shape 8-15% slower,
-    // bf16 and float16 weights, one and two threads, AVX-512 and AVX2 alike,
-    // scripts/BENCHMARKS.md). Bf16 rows need no widening at all.
+    // as until 2026-12-07, prefilled 256 tokens of the 4B shape 6-7% slower
+    // with bf16 weights and 8-16% with float16, one and two threads; 128
+    // tokens with AVX2 4-17%; scripts/BENCHMARKS.md). Bf16 rows need no
+    // widening at all.
     let whole = (o1 - o0).is_multiple_of(ROWS);
     let stored = match inputs {
         Inputs::F32(_) => order::reads_stored(isa) && k.is_multiple_of(lanes) && whole,

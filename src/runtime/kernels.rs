@@ -449,6 +449,8 @@ mod tests {
                 (768, 192),
                 (2 * gemm::KC + 37, 45),
                 (2 * gemm::KC + 64, 64),
+                // Whole vectors, but a last partial quad of rows: that block is packed.
+                (2 * gemm::KC + 64, 46),
             ]
             .map(|s| (i, s))
         }) {

@@ -6,7 +6,7 @@
 //! lm_head) stay per rank, row-parallel outputs (dense, proj) are summed over
 //! ranks (the all-reduce) before the residual add; padded vocab rows are
 //! dropped. Weights stay memory-mapped in their stored dtype (`kernels`
-//! widens them a row at a time); activations are f32.
+//! widens them as the products read them); activations are f32.
 
 use std::path::Path;
 

@@ -110,11 +110,10 @@ mod x86 {
 
     /// Groups of `ROW_GROUP` rows when the rounded inputs are larger than
     /// `ONE_ROW_MAX_INPUT_BYTES` (each input vector loaded once for all rows
-    /// of a group), the other rows one at a time, front to back: a single
-    /// stream of weights, which the CPU's prefetchers follow best (on the 4B
-    /// shape 20-30% faster decoding than four rows at once,
-    /// scripts/BENCHMARKS.md). A row's last partial vector comes from a
-    /// zero-padded copy. The same order either way.
+    /// of a group), the other rows one at a time, front to back: with rounded
+    /// inputs of at most 8 KiB a single stream of weights is faster (29.7
+    /// against 24.9 GB/s at 3072 inputs, scripts/BENCHMARKS.md). A row's last
+    /// partial vector comes from a zero-padded copy. The same order either way.
     ///
     /// # Safety
     /// `data`: `y.len()` rows of `k` bf16; `x`: `k` rounded up to 32 bf16;
