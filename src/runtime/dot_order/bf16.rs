@@ -96,7 +96,7 @@ mod x86 {
     //! No closures inside the `#[target_feature]` functions (see `super::super::x86`).
     use std::arch::x86_64::*;
 
-    use super::super::{ROW_GROUP, ROWS, grouped_rows, reduce};
+    use super::super::{ROW_GROUP, ROWS, grouped_rows, reduce, tail};
     use super::{LANES, VECTOR};
     use crate::runtime::kernels::Isa;
 
@@ -158,11 +158,9 @@ mod x86 {
         }
         for (j, (a, out)) in acc.iter_mut().zip(outs.iter_mut()).enumerate() {
             if rest > 0 {
-                let mut tail = [0u8; 64];
-                let at = (first + j) * row_bytes + full * 64;
-                tail[..rest * 2].copy_from_slice(&data[at..at + rest * 2]);
-                // SAFETY: tail holds 64 bytes; x holds `full + 1` vectors.
-                *a = _mm512_dpbf16_ps(*a, unsafe { load(tail.as_ptr()) }, unsafe {
+                let w_tail = tail(data, (first + j) * row_bytes + full * 64, rest * 2);
+                // SAFETY: w_tail holds 64 bytes; x holds `full + 1` vectors.
+                *a = _mm512_dpbf16_ps(*a, unsafe { load(w_tail.as_ptr()) }, unsafe {
                     load(xp.add(full * 64))
                 });
             }

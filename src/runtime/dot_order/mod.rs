@@ -52,6 +52,15 @@ pub fn grouped_rows(rows: usize, input_bytes: usize) -> usize {
     }
 }
 
+/// A row's last `len` bytes from `start`, zero-padded to one 64-byte vector
+/// (the partial last vector the row kernels add).
+#[inline]
+pub(crate) fn tail(data: &[u8], start: usize, len: usize) -> [u8; 64] {
+    let mut w = [0u8; 64];
+    w[..len].copy_from_slice(&data[start..start + len]);
+    w
+}
+
 /// Lanes per output on `isa`.
 pub fn lanes(isa: Isa) -> usize {
     match isa {

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{ROW_GROUP, ROWS, grouped_rows, reduce};
+use super::{ROW_GROUP, ROWS, grouped_rows, reduce, tail};
 use crate::DType;
 use crate::runtime::kernels::Isa;
 use crate::runtime::kernels::x86::{Bf16, Elem, F16, F32};
@@ -124,15 +124,6 @@ unsafe fn tile_at<E: Elem>(
             _ => unreachable!("tile of {tokens} tokens"),
         }
     }
-}
-
-/// A row's last `len` bytes from `start`, zero-padded to a whole vector of
-/// any dtype (at most 16 lanes of 4 bytes).
-#[inline]
-fn tail(data: &[u8], start: usize, len: usize) -> [u8; 64] {
-    let mut w = [0u8; 64];
-    w[..len].copy_from_slice(&data[start..start + len]);
-    w
 }
 
 /// The row kernel and the register tile for one vector width: the same code
