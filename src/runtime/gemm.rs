@@ -7,8 +7,9 @@
 //!
 //! The inputs are packed once per call, shared by all threads: per tile of T
 //! tokens and per block of KC inputs, `[vector][token][lanes]`, so that a
-//! tile reads them front to back. Each thread claims blocks of MC weight rows
-//! (it reads its weights once). A register tile of 4 rows x T tokens keeps
+//! tile reads them front to back. The tokens run in spans of about
+//! `SPAN_BYTES` of packed inputs, one after another; within a span each
+//! thread claims blocks of MC weight rows (so it reads its weights once per span). A register tile of 4 rows x T tokens keeps
 //! one vector of lane sums per output (AVX-512: 4 x 6, 24 accumulators) and
 //! saves them between KC blocks, so the blocking does not change the order.
 //! On x86 the tiles read the weight rows where they are stored and widen
@@ -21,6 +22,7 @@
 //! they are stored, for any number of tokens (nothing to widen).
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use super::dot_order::{self as order, ROWS, bf16};
 use super::kernels::{Isa, MatRef, Order, decode_row};
@@ -32,6 +34,14 @@ use super::pool::{Chunks, Pool, SharedOut, split};
 /// larger blocks reload them less (on this kind of machine 1024 ran the 4B
 /// shapes 10-20% faster than 256, see scripts/BENCHMARKS.md).
 pub const KC: usize = 1024;
+/// Bytes of packed inputs that all threads take together (a span of
+/// tokens) before the next span: a span's inputs stay in L3 while every
+/// claim of rows passes over them, and the weights are read once per span.
+/// With all 256 tokens at once, Minitron-4B's MLP down projection (9216
+/// inputs: 9.4 MB packed) ran at 2.0-2.2 G multiply-adds/s on one thread,
+/// against 2.8-3.0 in spans of 2 MB; 256-token prefill 5% faster on one and
+/// two threads, with 1-4 MB alike (scripts/BENCHMARKS.md).
+pub const SPAN_BYTES: usize = 2 << 20;
 /// Weight rows a thread claims at a time (their block of KC inputs, 64 KiB of
 /// bf16 or 128 KiB packed, stays in L2 while every token tile passes over it).
 pub const MC: usize = 32;
@@ -86,9 +96,10 @@ enum Inputs<'a> {
 /// `y = x w^T` for `n` tokens on `threads` threads of `pool` (1 = the caller
 /// alone), summed in `how`'s order. `x` is `[n, w.cols]`, `y` is `[n, w.rows]`.
 pub fn product(pool: &Pool, threads: usize, how: Order, x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
-    let (isa, vector) = match how {
-        Order::F32(isa) => (isa, order::lanes(isa)),
-        Order::Bf16 => (Isa::Avx512, bf16::VECTOR),
+    // (ISA of the tiles, inputs per vector, bytes per packed input)
+    let (isa, vector, input_bytes) = match how {
+        Order::F32(isa) => (isa, order::lanes(isa), 4),
+        Order::Bf16 => (Isa::Avx512, bf16::VECTOR, 2),
     };
     let k = w.cols;
     let t_max = tokens(isa);
@@ -97,14 +108,20 @@ pub fn product(pool: &Pool, threads: usize, how: Order, x: &[f32], n: usize, w: 
         kp: k.next_multiple_of(vector),
     };
     let out = SharedOut::new(y);
+    let span = (SPAN_BYTES / (layout.kp * input_bytes))
+        .max(1)
+        .next_multiple_of(t_max);
     let compute = |inputs: Inputs<'_>| {
-        let blocks = Chunks::new(w.rows, MC);
-        run_on(pool, threads, &|_| {
-            while let Some((o0, o1)) = blocks.claim() {
-                // SAFETY: claimed row ranges are disjoint, so are the columns of y.
-                unsafe { block(isa, inputs, &layout, n, w, o0, o1, out) };
-            }
-        });
+        for t0 in (0..n).step_by(span) {
+            let tokens = t0..(t0 + span).min(n);
+            let blocks = Chunks::new(w.rows, MC);
+            run_on(pool, threads, &|_| {
+                while let Some((o0, o1)) = blocks.claim() {
+                    // SAFETY: claimed row ranges are disjoint, so are the columns of y.
+                    unsafe { block(isa, inputs, &layout, tokens.clone(), n, w, o0, o1, out) };
+                }
+            });
+        }
     };
     match how {
         Order::F32(_) => INPUTS.with_borrow_mut(|packed| {
@@ -180,7 +197,8 @@ fn pack_inputs<E: Copy + Default>(
     }
 }
 
-/// Outputs of weight rows `o0..o1` for all `n` tokens.
+/// Outputs of weight rows `o0..o1` for `tokens` (a span of whole tiles from
+/// the first, or the last ones) of the `n`.
 ///
 /// # Safety
 /// No other thread may write columns `o0..o1` of `out` (`[n, w.rows]`) meanwhile.
@@ -189,6 +207,7 @@ unsafe fn block(
     isa: Isa,
     inputs: Inputs<'_>,
     layout: &Layout,
+    tokens: Range<usize>,
     n: usize,
     w: MatRef<'_>,
     o0: usize,
@@ -219,7 +238,7 @@ unsafe fn block(
             w16,
             partial,
         } = s;
-        partial.resize(n * MC * lanes, 0.0);
+        partial.resize(tokens.len() * MC * lanes, 0.0);
         for kb in (0..layout.kp).step_by(KC) {
             let kcp = KC.min(layout.kp - kb);
             // The rows of this block, as the tiles read them.
@@ -236,18 +255,18 @@ unsafe fn block(
                     Panel::Rows(&w16[..], kcp * 2)
                 }
             };
-            for (tile, tb) in (0..n).step_by(t_max).enumerate() {
-                let tn = t_max.min(n - tb);
+            for tb in tokens.clone().step_by(t_max) {
+                let (tile, tn) = (tb / t_max, t_max.min(n - tb));
                 let xs = layout.at(tile, kb, tn)..layout.at(tile, kb, tn) + tn * kcp;
                 for r in (0..rows).step_by(ROWS) {
-                    let partial = &mut partial[(tb * MC + r) * lanes..];
-                    // Rows read where they are stored: the first token tile
-                    // fetches the quad's next block into L2 while it computes,
+                    let partial = &mut partial[((tb - tokens.start) * MC + r) * lanes..];
+                    // Rows read where they are stored: the span's first token
+                    // tile fetches the quad's next block into L2 while it computes,
                     // so that the next block does not wait on memory (on the
                     // 8B shape, batched decoding steps of 16 tokens ~10%
                     // faster, scripts/BENCHMARKS.md).
                     let next = kb + KC;
-                    let prefetch = (stored && tile == 0 && next < layout.kp)
+                    let prefetch = (stored && tb == tokens.start && next < layout.kp)
                         .then(|| &w.data[(o0 + r) * row_bytes + next * es..]);
                     let (ldp, first) = (MC * lanes, kb == 0);
                     match (inputs, panel) {
@@ -272,9 +291,9 @@ unsafe fn block(
                 }
             }
         }
-        for t in 0..n {
+        for t in tokens.clone() {
             for o in o0..o1 {
-                let at = (t * MC + (o - o0)) * lanes;
+                let at = ((t - tokens.start) * MC + (o - o0)) * lanes;
                 let v = order::reduce(isa, &partial[at..at + lanes]);
                 // SAFETY: column o of token t is ours (the caller's contract).
                 unsafe { *out.get().add(t * m + o) = v };
