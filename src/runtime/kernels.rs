@@ -212,6 +212,35 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_generic(a, b)
 }
 
+/// `out[j] += weights[p] * values[p * stride + j]` for each `p` in turn (a
+/// multiply, then an add: the same bits on every path), vectorised for the
+/// running CPU with `out` held in registers across all `p` (attention's
+/// weighted values: `out` is one head's outputs, the rows its values).
+pub fn add_weighted_rows(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
+    if let Some(last) = weights.len().checked_sub(1) {
+        assert!(
+            values.len() >= last * stride + out.len(),
+            "values shorter than the weighted rows"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    match Isa::get().base() {
+        // SAFETY: the ISA's features are present (Isa::get); sizes checked above.
+        Isa::Avx512 => return unsafe { x86::add_weighted_rows512(out, weights, values, stride) },
+        Isa::Avx2 => return unsafe { x86::add_weighted_rows256(out, weights, values, stride) },
+        _ => {}
+    }
+    add_weighted_rows_generic(out, weights, values, stride);
+}
+
+fn add_weighted_rows_generic(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
+    for (p, &w) in weights.iter().enumerate() {
+        for (o, v) in out.iter_mut().zip(&values[p * stride..]) {
+            *o += w * v;
+        }
+    }
+}
+
 /// Eight lanes of partial sums, as the vector kernels keep them.
 fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
@@ -326,6 +355,78 @@ pub(crate) mod x86 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
     }
 
+    /// `add_weighted_rows` with `out` in registers, `$regs` vectors of
+    /// `$lanes` at a time; the last partial vector as scalars (the same
+    /// multiply and add, so the same bits).
+    macro_rules! add_weighted_rows {
+        ($name:ident, $features:literal, $lanes:literal, $regs:literal, $v:ty, $zero:ident, $loadu:ident, $storeu:ident, $set1:ident, $mul:ident, $add:ident) => {
+            /// # Safety
+            /// `values` holds `(weights.len() - 1) * stride + out.len()`
+            /// floats (or `weights` is empty); the CPU has the features named.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
+                const L: usize = $lanes;
+                let (o, v) = (out.as_mut_ptr(), values.as_ptr());
+                let mut j0 = 0;
+                while j0 + L <= out.len() {
+                    let regs = ((out.len() - j0) / L).min($regs);
+                    let mut acc = [$zero(); $regs];
+                    // SAFETY (block): j0 + regs * L <= out.len(); rows within values (caller).
+                    unsafe {
+                        for (r, a) in acc.iter_mut().enumerate().take(regs) {
+                            *a = $loadu(o.add(j0 + r * L));
+                        }
+                        for (p, &w) in weights.iter().enumerate() {
+                            let wv = $set1(w);
+                            let row = v.add(p * stride + j0);
+                            for (r, a) in acc.iter_mut().enumerate().take(regs) {
+                                *a = $add(*a, $mul(wv, $loadu(row.add(r * L))));
+                            }
+                        }
+                        for (r, a) in acc.iter().enumerate().take(regs) {
+                            $storeu(o.add(j0 + r * L), *a);
+                        }
+                    }
+                    j0 += regs * L;
+                }
+                if j0 < out.len() {
+                    for (p, &w) in weights.iter().enumerate() {
+                        let row = &values[p * stride + j0..p * stride + out.len()];
+                        for (oj, vj) in out[j0..].iter_mut().zip(row) {
+                            *oj += w * vj;
+                        }
+                    }
+                }
+            }
+        };
+    }
+    add_weighted_rows!(
+        add_weighted_rows512,
+        "avx512f,avx2,fma,f16c",
+        16,
+        8,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_mul_ps,
+        _mm512_add_ps
+    );
+    add_weighted_rows!(
+        add_weighted_rows256,
+        "avx2,fma,f16c",
+        8,
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_mul_ps,
+        _mm256_add_ps
+    );
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
@@ -358,6 +459,49 @@ pub(crate) mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attention's weighted values: every vector path gives the bits of the
+    /// scalar loop (a multiply, then an add, position by position), for
+    /// head sizes with and without a partial vector and more than one pass
+    /// of registers.
+    #[test]
+    fn weighted_rows_are_bit_identical_on_every_path() {
+        for d in [1, 37, 64, 128, 200, 300] {
+            for positions in [0, 1, 7, 65] {
+                let stride = d * 3 + 5;
+                let values: Vec<f32> = (0..positions * stride + d)
+                    .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 77.0)
+                    .collect();
+                let weights: Vec<f32> = (0..positions)
+                    .map(|p| ((p * 31 % 17) as f32 + 0.5) / 9.1)
+                    .collect();
+                let start: Vec<f32> = (0..d).map(|j| (j as f32 - 3.0) / 7.0).collect();
+                let mut want = start.clone();
+                add_weighted_rows_generic(&mut want, &weights, &values, stride);
+                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                for isa in Isa::supported() {
+                    let mut got = start.clone();
+                    // SAFETY: the ISA is supported; values hold every row.
+                    match isa.base() {
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx512 => unsafe {
+                            x86::add_weighted_rows512(&mut got, &weights, &values, stride)
+                        },
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx2 => unsafe {
+                            x86::add_weighted_rows256(&mut got, &weights, &values, stride)
+                        },
+                        _ => add_weighted_rows_generic(&mut got, &weights, &values, stride),
+                    }
+                    let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, want, "{isa:?} d={d} positions={positions}");
+                }
+                let mut got = start.clone();
+                add_weighted_rows(&mut got, &weights, &values, stride);
+                assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            }
+        }
+    }
 
     /// Values exact in bf16 and f16 alike (multiples of 1/64 below 1), so
     /// every dtype holds the same weights.

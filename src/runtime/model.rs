@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
 use crate::runtime::checkpoint::{Checkpoint, TensorLoc};
-use crate::runtime::kernels::{MatRef, decode_row, dot, layer_norm, matmul};
+use crate::runtime::kernels::{MatRef, add_weighted_rows, decode_row, dot, layer_norm, matmul};
 use crate::runtime::pool::{self, Chunks, Pool, SharedOut};
 use crate::trtllm::mapping::Parallelism;
 
@@ -373,13 +373,11 @@ impl SelfAttention {
                 *s = (*s - max).exp();
                 total += *s;
             }
-            for (p, s) in scores.iter().enumerate() {
-                let w = s / total;
-                let v = &values[(p * kvh + kv) * d..(p * kvh + kv + 1) * d];
-                for (oj, vj) in o.iter_mut().zip(v) {
-                    *oj += w * vj;
-                }
+            for s in scores.iter_mut() {
+                *s /= total;
             }
+            // Value rows of this kv head: position p's at p * kvh * d.
+            add_weighted_rows(o, &scores, &values[kv * d..], kvh * d);
         };
         // On the kernels' pool (a second pool, rayon's, would compete with its
         // spinning workers for the cores); a short decode step stays serial.
