@@ -288,15 +288,20 @@ unsafe fn block(
                         }
                         (Inputs::Bf16(_), Panel::Packed(_)) => unreachable!("bf16 rows are never widened"),
                     }
+                    if kb + KC >= layout.kp {
+                        // The last block: the tile's lane sums are added up
+                        // while they are in L1 (read back after the whole
+                        // span, they cost 2% of a prefill, waiting on L2).
+                        let live = ROWS.min(o1 - o0 - r);
+                        for t in tb..tb + tn {
+                            let at = (t - tb) * MC * lanes; // `partial` starts at token tb, row r
+                            for (i, row) in partial[at..at + live * lanes].chunks_exact(lanes).enumerate() {
+                                // SAFETY: column o0 + r + i of token t is ours (the caller's contract).
+                                unsafe { *out.get().add(t * m + o0 + r + i) = order::reduce(isa, row) };
+                            }
+                        }
+                    }
                 }
-            }
-        }
-        for t in tokens.clone() {
-            for o in o0..o1 {
-                let at = ((t - tokens.start) * MC + (o - o0)) * lanes;
-                let v = order::reduce(isa, &partial[at..at + lanes]);
-                // SAFETY: column o of token t is ours (the caller's contract).
-                unsafe { *out.get().add(t * m + o) = v };
             }
         }
     });
