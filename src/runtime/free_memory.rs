@@ -33,6 +33,23 @@ pub fn keep_trim_threshold() {
     }
 }
 
+/// For a one-shot command (`run`, `check`): allocations up to 32 MiB come
+/// from the arenas and what is freed stays there for the next one. Under
+/// glibc's defaults, each multi-megabyte activation of a prefill got a
+/// mapping of its own, unmapped when freed: every layer faulted in and
+/// zeroed fresh pages, and with two threads each unmapping interrupted the
+/// other core to flush its TLB. 4B prefill of 256 tokens: 6-14% faster on
+/// one thread, 6-11% on two (scripts/BENCHMARKS.md). The process keeps its
+/// peak until it exits.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets malloc's parameters (under its own lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 /// Releases the whole free pages inside every arena (`malloc_trim`). It walks
 /// every arena's free chunks, so it is meant for idle moments, not for every
 /// step. What it cannot release: pages that hold live data, and the chunks

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::generation::GenerationBackend;
 use crate::generation::{Flow, Generated, Request};
 use crate::progress::Progress;
+use crate::runtime::free_memory;
 use crate::runtime::model::Model;
 use crate::target::{self, BackendChoice, Target, open_backend};
 use crate::tokenizer::Tokenizer;
@@ -61,6 +62,7 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress, stop: &AtomicBool) ->
             "--against reference compares two backends; it records nothing (drop --record)".into(),
         ));
     }
+    free_memory::keep_freed_memory();
     let needs_text = suite.cases.iter().any(|c| matches!(c.input, CaseInput::Text(_)))
         || suite
             .speed

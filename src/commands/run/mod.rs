@@ -15,6 +15,7 @@ use crate::generation::{
     FinishReason, Flow, Generated, GenerationBackend, Request, SamplingParams, max_new_tokens_problem,
 };
 use crate::progress::Progress;
+use crate::runtime::free_memory;
 use crate::target::{BackendChoice, open_backend};
 use crate::tokenizer::Tokenizer;
 use inputs::Prompt;
@@ -54,6 +55,7 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
                 .into(),
         ));
     }
+    free_memory::keep_freed_memory();
     let needs_text = opts.prompts.iter().any(|p| matches!(p, Prompt::Text(_)));
     let opened = open_backend(
         &opts.model,
