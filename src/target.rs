@@ -82,6 +82,8 @@ pub struct Opened {
     /// The TensorRT-LLM checkpoint the backend runs.
     pub checkpoint: PathBuf,
     pub tokenizer: Option<Tokenizer>,
+    /// Whether `backend` is the CPU reference runtime (not an engine).
+    pub reference: bool,
 }
 
 /// Resolves `model` (Hugging Face model, checkpoint or engine, as `run --model` takes)
@@ -113,6 +115,7 @@ pub fn open_backend(
                 backend: Box::new(engine),
                 checkpoint: dir.clone(),
                 tokenizer,
+                reference: false,
             });
         }
         #[cfg(feature = "trtllm")]
@@ -153,6 +156,7 @@ pub fn open_backend(
         backend: Box::new(model),
         checkpoint,
         tokenizer,
+        reference: true,
     })
 }
 

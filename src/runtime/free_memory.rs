@@ -1,5 +1,6 @@
-//! Giving freed heap memory back to the operating system, for a long-running
-//! server (glibc's malloc; elsewhere these are no-ops).
+//! What malloc does with freed heap memory (glibc's malloc; elsewhere these
+//! are no-ops): a long-running server gives it back to the operating system,
+//! a one-shot command (`run`, `check`) keeps it for reuse.
 //!
 //! glibc gives each thread that allocates an arena of its own. A thread's
 //! arena returns memory to the system only from its top end, once the free
@@ -25,29 +26,33 @@ const MMAP_THRESHOLD: i32 = 32 << 20;
 /// (what the dynamic adjustment reaches anyway), larger ones get a mapping of
 /// their own. Free chunks inside the arenas are left to [`release_to_os`].
 pub fn keep_trim_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets malloc's parameters (under its own lock).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-    }
+    set_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD);
 }
 
-/// For a one-shot command (`run`, `check`): allocations up to 32 MiB come
+/// For a one-shot command on the reference runtime (`run`, `check`; set for
+/// the rest of the process): allocations up to 32 MiB come
 /// from the arenas and what is freed stays there for the next one. Under
 /// glibc's defaults, each multi-megabyte activation of a prefill got a
 /// mapping of its own, unmapped when freed: every layer faulted in and
 /// zeroed fresh pages, and with two threads each unmapping interrupted the
-/// other core to flush its TLB. 4B prefill of 256 tokens: 6-14% faster on
-/// one thread, 6-11% on two (scripts/BENCHMARKS.md). The process keeps its
-/// peak until it exits.
+/// other core to flush its TLB. 4B prefill of 256 tokens: 6% faster on one
+/// thread and 7% on two (alternated; max RSS +8 MB), decode within the noise
+/// (scripts/BENCHMARKS.md). The process keeps its peak until it exits.
 pub fn keep_freed_memory() {
+    set_thresholds(MMAP_THRESHOLD, i32::MAX);
+}
+
+/// Allocations below `mmap` bytes come from the arenas; an arena's free top
+/// beyond `trim` bytes goes back to the system.
+fn set_thresholds(mmap: i32, trim: i32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets malloc's parameters (under its own lock).
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (mmap, trim);
 }
 
 /// Releases the whole free pages inside every arena (`malloc_trim`). It walks

@@ -9,9 +9,11 @@
 //! tokens and per block of KC inputs, `[vector][token][lanes]`, so that a
 //! tile reads them front to back. The tokens run in spans of about
 //! `SPAN_BYTES` of packed inputs, one after another; within a span each
-//! thread claims blocks of MC weight rows (so it reads its weights once per span). A register tile of 4 rows x T tokens keeps
-//! one vector of lane sums per output (AVX-512: 4 x 6, 24 accumulators) and
-//! saves them between KC blocks, so the blocking does not change the order.
+//! thread claims blocks of MC weight rows (so it reads its weights once per
+//! span). A register tile of 4 rows x T tokens keeps one vector of lane sums
+//! per output (AVX-512: 4 x 6, 24 accumulators) and saves them between KC
+//! blocks, so the blocking does not change the order; after its last block
+//! the tile's lane sums are added up (`dot_order::reduce`) while in L1.
 //! On x86 the tiles read the weight rows where they are stored and widen
 //! them in registers, for any number of tokens; the portable path, rows whose
 //! inputs are not whole vectors and a block's last partial quad of rows pack
@@ -43,7 +45,8 @@ pub const KC: usize = 1024;
 /// two threads, with 1-4 MB alike (scripts/BENCHMARKS.md).
 pub const SPAN_BYTES: usize = 2 << 20;
 /// Weight rows a thread claims at a time (their block of KC inputs, 64 KiB of
-/// bf16 or 128 KiB packed, stays in L2 while every token tile passes over it).
+/// bf16 or 128 KiB packed, stays in L2 while every token tile of the span
+/// passes over it).
 pub const MC: usize = 32;
 
 /// Tokens of one register tile.
@@ -61,7 +64,7 @@ struct Scratch {
     /// Bf16 order: one block's weight rows zero-padded to KC inputs, as stored
     /// (only when rows cannot be read where they are).
     w16: Vec<u8>,
-    /// Lane sums: `[token][row in block][lanes]`.
+    /// Lane sums: `[token of the span][row in block][lanes]`.
     partial: Vec<f32>,
 }
 
@@ -96,6 +99,22 @@ enum Inputs<'a> {
 /// `y = x w^T` for `n` tokens on `threads` threads of `pool` (1 = the caller
 /// alone), summed in `how`'s order. `x` is `[n, w.cols]`, `y` is `[n, w.rows]`.
 pub fn product(pool: &Pool, threads: usize, how: Order, x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
+    product_in_spans(pool, threads, how, x, n, w, y, SPAN_BYTES);
+}
+
+/// `product` with spans of about `span_bytes` of packed inputs (at least one
+/// tile); tests take small ones.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product_in_spans(
+    pool: &Pool,
+    threads: usize,
+    how: Order,
+    x: &[f32],
+    n: usize,
+    w: MatRef<'_>,
+    y: &mut [f32],
+    span_bytes: usize,
+) {
     // (ISA of the tiles, inputs per vector, bytes per packed input)
     let (isa, vector, input_bytes) = match how {
         Order::F32(isa) => (isa, order::lanes(isa), 4),
@@ -108,7 +127,8 @@ pub fn product(pool: &Pool, threads: usize, how: Order, x: &[f32], n: usize, w: 
         kp: k.next_multiple_of(vector),
     };
     let out = SharedOut::new(y);
-    let span = (SPAN_BYTES / (layout.kp * input_bytes))
+    // Whole tiles: every span starts at a multiple of t_max.
+    let span = (span_bytes / (layout.kp * input_bytes).max(1))
         .max(1)
         .next_multiple_of(t_max);
     let compute = |inputs: Inputs<'_>| {
@@ -197,8 +217,9 @@ fn pack_inputs<E: Copy + Default>(
     }
 }
 
-/// Outputs of weight rows `o0..o1` for `tokens` (a span of whole tiles from
-/// the first, or the last ones) of the `n`.
+/// Outputs of weight rows `o0..o1` for `tokens` of the `n`: a span that
+/// starts at a multiple of the tile height; only a span ending at `n` may end
+/// in a partial tile.
 ///
 /// # Safety
 /// No other thread may write columns `o0..o1` of `out` (`[n, w.rows]`) meanwhile.
@@ -216,6 +237,9 @@ unsafe fn block(
 ) {
     let lanes = order::lanes(isa);
     let t_max = layout.t_max;
+    debug_assert!(
+        tokens.start.is_multiple_of(t_max) && (tokens.end == n || tokens.len().is_multiple_of(t_max))
+    );
     let (k, m, es) = (w.cols, w.rows, w.dtype.size());
     let rows = (o1 - o0).next_multiple_of(ROWS);
     // Reading rows as stored needs whole quads of rows and no padded inputs.

@@ -144,6 +144,11 @@ pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &
     if n == 0 || m == 0 {
         return;
     }
+    if k == 0 {
+        // Sums of no products.
+        y.fill(0.0);
+        return;
+    }
     let threads = if n * m * k < SERIAL_MACS {
         1
     } else {
@@ -217,6 +222,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// running CPU with `out` held in registers across all `p` (attention's
 /// weighted values: `out` is one head's outputs, the rows its values).
 pub fn add_weighted_rows(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
+    add_weighted_rows_on(Isa::get(), out, weights, values, stride);
+}
+
+/// `add_weighted_rows` on `isa` (one this CPU has).
+fn add_weighted_rows_on(isa: Isa, out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
     if let Some(last) = weights.len().checked_sub(1) {
         assert!(
             values.len() >= last * stride + out.len(),
@@ -224,8 +234,8 @@ pub fn add_weighted_rows(out: &mut [f32], weights: &[f32], values: &[f32], strid
         );
     }
     #[cfg(target_arch = "x86_64")]
-    match Isa::get().base() {
-        // SAFETY: the ISA's features are present (Isa::get); sizes checked above.
+    match isa.base() {
+        // SAFETY: the ISA's features are present (the caller); sizes checked above.
         Isa::Avx512 => return unsafe { x86::add_weighted_rows512(out, weights, values, stride) },
         Isa::Avx2 => return unsafe { x86::add_weighted_rows256(out, weights, values, stride) },
         _ => {}
@@ -359,7 +369,10 @@ pub(crate) mod x86 {
     /// `$lanes` at a time; the last partial vector as scalars (the same
     /// multiply and add, so the same bits).
     macro_rules! add_weighted_rows {
-        ($name:ident, $features:literal, $lanes:literal, $regs:literal, $v:ty, $zero:ident, $loadu:ident, $storeu:ident, $set1:ident, $mul:ident, $add:ident) => {
+        (
+            $name:ident, $features:literal, $lanes:literal, $regs:literal, $zero:ident,
+            $loadu:ident, $storeu:ident, $set1:ident, $mul:ident, $add:ident
+        ) => {
             /// # Safety
             /// `values` holds `(weights.len() - 1) * stride + out.len()`
             /// floats (or `weights` is empty); the CPU has the features named.
@@ -390,12 +403,7 @@ pub(crate) mod x86 {
                     j0 += regs * L;
                 }
                 if j0 < out.len() {
-                    for (p, &w) in weights.iter().enumerate() {
-                        let row = &values[p * stride + j0..p * stride + out.len()];
-                        for (oj, vj) in out[j0..].iter_mut().zip(row) {
-                            *oj += w * vj;
-                        }
-                    }
+                    super::add_weighted_rows_generic(&mut out[j0..], weights, &values[j0..], stride);
                 }
             }
         };
@@ -405,7 +413,6 @@ pub(crate) mod x86 {
         "avx512f,avx2,fma,f16c",
         16,
         8,
-        __m512,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
@@ -418,7 +425,6 @@ pub(crate) mod x86 {
         "avx2,fma,f16c",
         8,
         8,
-        __m256,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
@@ -469,7 +475,8 @@ mod tests {
         for d in [1, 37, 64, 128, 200, 300] {
             for positions in [0, 1, 7, 65] {
                 let stride = d * 3 + 5;
-                let values: Vec<f32> = (0..positions * stride + d)
+                // Exactly as many values as the last row needs.
+                let values: Vec<f32> = (0..(positions.max(1) - 1) * stride + d)
                     .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 77.0)
                     .collect();
                 let weights: Vec<f32> = (0..positions)
@@ -481,18 +488,7 @@ mod tests {
                 let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
                 for isa in Isa::supported() {
                     let mut got = start.clone();
-                    // SAFETY: the ISA is supported; values hold every row.
-                    match isa.base() {
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512 => unsafe {
-                            x86::add_weighted_rows512(&mut got, &weights, &values, stride)
-                        },
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx2 => unsafe {
-                            x86::add_weighted_rows256(&mut got, &weights, &values, stride)
-                        },
-                        _ => add_weighted_rows_generic(&mut got, &weights, &values, stride),
-                    }
+                    add_weighted_rows_on(isa, &mut got, &weights, &values, stride);
                     let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
                     assert_eq!(got, want, "{isa:?} d={d} positions={positions}");
                 }
@@ -626,6 +622,52 @@ mod tests {
                                 got,
                                 alone[t],
                                 "{isa:?} {dtype} batch {batch} row {t} threads {}",
+                                pool.threads()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spans of tokens do not change a token's outputs: spans of one and two
+    /// tiles and one of all tokens, a batch that is not a whole number of
+    /// tiles, rows read as stored and packed (inputs not whole vectors, a last
+    /// partial quad), over several blocks of inputs, on one and three threads,
+    /// on every order this CPU has.
+    #[test]
+    fn every_span_size_gives_the_bits_of_one_token_alone() {
+        let pools = [Pool::new(1), Pool::new(3)];
+        for isa in Isa::supported() {
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                for (k, m) in [(2 * gemm::KC + 64, 46), (700, 9)] {
+                    let wf: Vec<f32> = (0..m * k)
+                        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
+                        .collect();
+                    let bytes = stored(&wf, dtype);
+                    let w = weights(&bytes, dtype, m, k);
+                    let n = 23;
+                    let x: Vec<f32> = (0..n * k)
+                        .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0)
+                        .collect();
+                    let alone: Vec<u32> = (0..n)
+                        .flat_map(|t| {
+                            let mut y = vec![0f32; m];
+                            matmul_on(&pools[0], isa, &x[t * k..(t + 1) * k], 1, w, &mut y);
+                            y.into_iter().map(f32::to_bits)
+                        })
+                        .collect();
+                    // At least one tile (1 byte); about 12 tokens of f32 inputs; all.
+                    for span_bytes in [1, 12 * k * 4 + 1, usize::MAX / 2] {
+                        for pool in &pools {
+                            let mut y = vec![f32::NAN; n * m];
+                            let order = Order::of(isa, dtype);
+                            gemm::product_in_spans(pool, pool.threads(), order, &x, n, w, &mut y, span_bytes);
+                            let got: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+                            assert!(
+                                got == alone,
+                                "{isa:?} {dtype} k={k} m={m} span_bytes={span_bytes} threads={}",
                                 pool.threads()
                             );
                         }

@@ -62,7 +62,6 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress, stop: &AtomicBool) ->
             "--against reference compares two backends; it records nothing (drop --record)".into(),
         ));
     }
-    free_memory::keep_freed_memory();
     let needs_text = suite.cases.iter().any(|c| matches!(c.input, CaseInput::Text(_)))
         || suite
             .speed
@@ -92,6 +91,9 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress, stop: &AtomicBool) ->
         progress,
         stop,
     )?;
+    if opened.reference {
+        free_memory::keep_freed_memory();
+    }
     let tested: &dyn GenerationBackend = opened.backend.as_ref();
     let tokenizer = opened.tokenizer.as_ref();
     let dtype = DirConfig::read(&opened.checkpoint)?.dtype()?;

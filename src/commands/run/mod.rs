@@ -40,7 +40,9 @@ pub struct RunOptions {
 }
 
 /// Runs every prompt and writes the results to `out` (text streams as it comes
-/// when there is one prompt and no `--json`).
+/// when there is one prompt and no `--json`). On the reference runtime it
+/// sets malloc to keep freed memory for the rest of the process
+/// (`free_memory::keep_freed_memory`).
 pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop: &AtomicBool) -> Result<()> {
     opts.sampling.validate()?;
     if let Some(problem) = max_new_tokens_problem(opts.max_new_tokens) {
@@ -55,7 +57,6 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
                 .into(),
         ));
     }
-    free_memory::keep_freed_memory();
     let needs_text = opts.prompts.iter().any(|p| matches!(p, Prompt::Text(_)));
     let opened = open_backend(
         &opts.model,
@@ -65,6 +66,9 @@ pub fn run(opts: &RunOptions, out: &mut dyn Write, progress: &dyn Progress, stop
         progress,
         stop,
     )?;
+    if opened.reference {
+        free_memory::keep_freed_memory();
+    }
     let tokenizer = opened.tokenizer;
     let backend: &dyn GenerationBackend = opened.backend.as_ref();
 
