@@ -40,9 +40,9 @@ pub const KC: usize = 1024;
 /// tokens) before the next span: a span's inputs stay in L3 while every
 /// claim of rows passes over them, and the weights are read once per span.
 /// With all 256 tokens at once, Minitron-4B's MLP down projection (9216
-/// inputs: 9.4 MB packed) ran at 2.0-2.2 G multiply-adds/s on one thread,
-/// against 2.8-3.0 in spans of 2 MB; 256-token prefill 5% faster on one and
-/// two threads, with 1-4 MB alike (scripts/BENCHMARKS.md).
+/// inputs: 9.4 MB packed) ran at 1.9-2.5 G multiply-adds/s on one thread,
+/// against 2.8-3.0 in spans of 2 MB; 256-token prefill 10% faster on one
+/// thread and 4% on two, with spans of 0.6-4 MB alike (scripts/BENCHMARKS.md).
 pub const SPAN_BYTES: usize = 2 << 20;
 /// Weight rows a thread claims at a time (their block of KC inputs, 64 KiB of
 /// bf16 or 128 KiB packed, stays in L2 while every token tile of the span
