@@ -573,6 +573,31 @@ mod tests {
         }
     }
 
+    /// Irregular weights and activations (`m` or `n` rows of `k`), so that
+    /// the order of the sums shows in their bits.
+    fn irregular_weights(m: usize, k: usize) -> Vec<f32> {
+        (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
+            .collect()
+    }
+
+    fn irregular_inputs(n: usize, k: usize) -> Vec<f32> {
+        (0..n * k)
+            .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0)
+            .collect()
+    }
+
+    /// Each of the tokens of `x` alone (the one-token kernels): its outputs' bits.
+    fn alone_bits(pool: &Pool, isa: Isa, x: &[f32], w: MatRef<'_>) -> Vec<Vec<u32>> {
+        x.chunks_exact(w.cols)
+            .map(|row| {
+                let mut y = vec![0f32; w.rows];
+                matmul_on(pool, isa, row, 1, w, &mut y);
+                y.into_iter().map(f32::to_bits).collect()
+            })
+            .collect()
+    }
+
     /// A token's outputs must not depend on the batch it runs in (how many
     /// tokens, which tile or thread): greedy requests served together must get
     /// the tokens they get alone.
@@ -595,23 +620,11 @@ mod tests {
             .map(|s| (i, s))
         }) {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
-                let wf: Vec<f32> = (0..m * k)
-                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
-                    .collect();
-                let bytes = stored(&wf, dtype);
+                let bytes = stored(&irregular_weights(m, k), dtype);
                 let w = weights(&bytes, dtype, m, k);
-                // Irregular activations, so that the order of the sums shows.
                 let n = 530;
-                let x: Vec<f32> = (0..n * k)
-                    .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0)
-                    .collect();
-                let alone: Vec<Vec<u32>> = (0..n)
-                    .map(|t| {
-                        let mut y = vec![0f32; m];
-                        matmul_on(&pools[0], isa, &x[t * k..(t + 1) * k], 1, w, &mut y);
-                        y.iter().map(|v| v.to_bits()).collect()
-                    })
-                    .collect();
+                let x = irregular_inputs(n, k);
+                let alone = alone_bits(&pools[0], isa, &x, w);
                 for pool in &pools {
                     for batch in [2, 5, 13, n] {
                         let mut y = vec![0f32; batch * m];
@@ -642,22 +655,11 @@ mod tests {
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
                 for (k, m) in [(2 * gemm::KC + 64, 46), (700, 9)] {
-                    let wf: Vec<f32> = (0..m * k)
-                        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 333.0)
-                        .collect();
-                    let bytes = stored(&wf, dtype);
+                    let bytes = stored(&irregular_weights(m, k), dtype);
                     let w = weights(&bytes, dtype, m, k);
                     let n = 23;
-                    let x: Vec<f32> = (0..n * k)
-                        .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0)
-                        .collect();
-                    let alone: Vec<u32> = (0..n)
-                        .flat_map(|t| {
-                            let mut y = vec![0f32; m];
-                            matmul_on(&pools[0], isa, &x[t * k..(t + 1) * k], 1, w, &mut y);
-                            y.into_iter().map(f32::to_bits)
-                        })
-                        .collect();
+                    let x = irregular_inputs(n, k);
+                    let alone = alone_bits(&pools[0], isa, &x, w).concat();
                     // At least one tile (1 byte); about 12 tokens of f32 inputs; all.
                     for span_bytes in [1, 12 * k * 4 + 1, usize::MAX / 2] {
                         for pool in &pools {
