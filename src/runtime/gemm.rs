@@ -318,7 +318,7 @@ unsafe fn block(
                         // span, they cost 2% of a prefill, waiting on L2).
                         let live = ROWS.min(o1 - o0 - r);
                         for t in tb..tb + tn {
-                            let at = (t - tb) * MC * lanes; // `partial` starts at token tb, row r
+                            let at = (t - tb) * ldp; // `partial` starts at token tb, row r
                             for (i, row) in partial[at..at + live * lanes].chunks_exact(lanes).enumerate() {
                                 // SAFETY: column o0 + r + i of token t is ours (the caller's contract).
                                 unsafe { *out.get().add(t * m + o0 + r + i) = order::reduce(isa, row) };
