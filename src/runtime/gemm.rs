@@ -6,18 +6,18 @@
 //! whether it runs alone or in a batch of any size, on any number of threads.
 //!
 //! The inputs are packed once per call, shared by all threads: per tile of T
-//! tokens and per block of KC inputs, `[vector][token][lanes]`, so that a
+//! tokens and per block of inputs (`block_len`), `[vector][token][lanes]`, so that a
 //! tile reads them front to back. The tokens run in spans of about
 //! `SPAN_BYTES` of packed inputs, one after another; within a span each
 //! thread claims blocks of MC weight rows (so it reads its weights once per
 //! span). A register tile of 4 rows x T tokens keeps one vector of lane sums
-//! per output (AVX-512: 4 x 6, 24 accumulators) and saves them between KC
+//! per output (AVX-512: 4 x 6, 24 accumulators) and saves them between
 //! blocks, so the blocking does not change the order; after its last block
 //! the tile's lane sums are added up (`dot_order::reduce`) while in L1.
 //! On x86 the tiles read the weight rows where they are stored and widen
 //! them in registers, for any number of tokens; the portable path, rows whose
 //! inputs are not whole vectors and a block's last partial quad of rows pack
-//! the block's KC inputs widened to f32 instead, `[quad of rows][vector][row][lanes]`.
+//! the block's inputs widened to f32 instead, `[quad of rows][vector][row][lanes]`.
 //!
 //! With bf16 products (`Order::Bf16`) the inputs are packed rounded to bf16,
 //! 32 per vector, and the tiles of `dot_order::bf16` read the bf16 rows where
@@ -30,12 +30,24 @@ use super::dot_order::{self as order, ROWS, bf16};
 use super::kernels::{Isa, MatRef, Order, decode_row};
 use super::pool::{Chunks, Pool, SharedOut, split};
 
-/// Inputs per block. A tile streams its 4 weight rows (8 KiB of bf16, 16 KiB of f32) and
-/// T tokens (24 KiB with AVX-512) of a block from L1/L2; the lane sums that
-/// carry each output from block to block are reloaded once per block, so
-/// larger blocks reload them less (on this kind of machine 1024 ran the 4B
-/// shapes 10-20% faster than 256, see scripts/BENCHMARKS.md).
-pub const KC: usize = 1024;
+/// Most inputs per block (`block_len`). A tile streams its 4 weight rows and
+/// T tokens of a block from L2 (Zen 4's L2 feeds the tile as fast as L1
+/// would); the lane sums that carry each output from block to block are
+/// reloaded from L2 once per block, and each tile call's set-up and
+/// read-back cost the same whatever its length, so long blocks win: on this
+/// kind of machine, 256-token products of the 4B shapes ran 7-9% faster
+/// (f32 products) and 10-15% faster (bf16 products) in blocks of 3072 than
+/// of 1024, and those of the 8B shapes (4096 and 16384 inputs) best in blocks
+/// of 4096; 1024 had been 10-20% faster than 256 (scripts/BENCHMARKS.md).
+pub const KC_MAX: usize = 4096;
+
+/// Inputs per block for `kp` (padded) inputs: `kp` in equal blocks of at
+/// most `KC_MAX`, whole vectors (a short last block would pay a tile call's
+/// fixed costs for little work: 9216 inputs run as 3 x 3072, 16384 as 4 x 4096).
+fn block_len(kp: usize, vector: usize) -> usize {
+    let blocks = kp.div_ceil(KC_MAX).max(1);
+    kp.div_ceil(blocks).next_multiple_of(vector)
+}
 /// Bytes of packed inputs that all threads take together (a span of
 /// tokens) before the next span: a span's inputs stay in L3 while every
 /// claim of rows passes over them, and the weights are read once per span.
@@ -44,9 +56,9 @@ pub const KC: usize = 1024;
 /// against 2.8-3.0 in spans of 2 MB; 256-token prefill 10% faster on one
 /// thread and 4% on two, with spans of 0.6-4 MB alike (scripts/BENCHMARKS.md).
 pub const SPAN_BYTES: usize = 2 << 20;
-/// Weight rows a thread claims at a time (their block of KC inputs, 64 KiB of
-/// bf16 or 128 KiB packed, stays in L2 while every token tile of the span
-/// passes over it).
+/// Weight rows a thread claims at a time (their block of inputs, at most
+/// 256 KiB of bf16 or 512 KiB packed, stays in L2 while every token tile of
+/// the span passes over it).
 pub const MC: usize = 32;
 
 /// Tokens of one register tile.
@@ -59,9 +71,9 @@ fn tokens(isa: Isa) -> usize {
 
 #[derive(Default)]
 struct Scratch {
-    /// Packed weights of one block and KC inputs, `[quad][vector][row][lanes]`.
+    /// Packed weights of one block of inputs, `[quad][vector][row][lanes]`.
     w: Vec<f32>,
-    /// Bf16 order: one block's weight rows zero-padded to KC inputs, as stored
+    /// Bf16 order: one block's weight rows zero-padded to the block's length, as stored
     /// (only when rows cannot be read where they are).
     w16: Vec<u8>,
     /// Lane sums: `[token of the span][row in block][lanes]`.
@@ -80,6 +92,8 @@ thread_local! {
 struct Layout {
     t_max: usize,
     kp: usize,
+    /// Inputs per block (`block_len`).
+    kc: usize,
 }
 
 impl Layout {
@@ -122,9 +136,11 @@ pub(crate) fn product_in_spans(
     };
     let k = w.cols;
     let t_max = tokens(isa);
+    let kp = k.next_multiple_of(vector);
     let layout = Layout {
         t_max,
-        kp: k.next_multiple_of(vector),
+        kp,
+        kc: block_len(kp, vector),
     };
     let out = SharedOut::new(y);
     // Whole tiles: every span starts at a multiple of t_max.
@@ -184,24 +200,26 @@ fn pack_all<E: Copy + Default + Send>(
             let tn = t_max.min(n - tb);
             // SAFETY: each tile's packed range is written by one thread only.
             let out = unsafe { dst.range(layout.at(tile, 0, tn), tn * layout.kp) };
-            pack_inputs(&x[tb * k..(tb + tn) * k], k, tn, vector, out, convert);
+            pack_inputs(&x[tb * k..(tb + tn) * k], k, tn, vector, layout.kc, out, convert);
         }
     });
 }
 
 /// Packs `tokens` rows of `k` inputs (`convert`ed) as
-/// `[kb block][vector][token][vector]`, zero past `k`.
+/// `[kb block of kc][vector][token][vector]`, zero past `k`.
+#[allow(clippy::too_many_arguments)]
 fn pack_inputs<E: Copy + Default>(
     x: &[f32],
     k: usize,
     tokens: usize,
     vector: usize,
+    kc: usize,
     out: &mut [E],
     convert: impl Fn(f32) -> E + Copy + Sync,
 ) {
     let kp = k.next_multiple_of(vector);
-    for kb in (0..kp).step_by(KC) {
-        let kcp = KC.min(kp - kb);
+    for kb in (0..kp).step_by(kc) {
+        let kcp = kc.min(kp - kb);
         let block = &mut out[kb * tokens..(kb + kcp) * tokens];
         for (v, group) in block.chunks_exact_mut(tokens * vector).enumerate() {
             for (t, dst) in group.chunks_exact_mut(vector).enumerate() {
@@ -263,18 +281,19 @@ unsafe fn block(
             partial,
         } = s;
         partial.resize(tokens.len() * MC * lanes, 0.0);
-        for kb in (0..layout.kp).step_by(KC) {
-            let kcp = KC.min(layout.kp - kb);
+        let kc = layout.kc;
+        for kb in (0..layout.kp).step_by(kc) {
+            let kcp = kc.min(layout.kp - kb);
             // The rows of this block, as the tiles read them.
             let panel = match inputs {
                 _ if stored => Panel::Rows(&w.data[o0 * row_bytes + kb * es..], row_bytes),
                 Inputs::F32(_) => {
-                    packed.resize(MC * KC, 0.0);
+                    packed.resize(MC * kc, 0.0);
                     pack_weights(w, o0, o1, kb, kcp, lanes, &mut packed[..rows * kcp]);
                     Panel::Packed(&packed[..rows * kcp])
                 }
                 Inputs::Bf16(_) => {
-                    w16.resize(MC * KC * 2, 0);
+                    w16.resize(MC * kc * 2, 0);
                     copy_rows_padded(w, o0, o1, kb, kcp, &mut w16[..rows * kcp * 2]);
                     Panel::Rows(&w16[..], kcp * 2)
                 }
@@ -289,7 +308,7 @@ unsafe fn block(
                     // so that the next block does not wait on memory (on the
                     // 8B shape, batched decoding steps of 16 tokens ~10%
                     // faster, scripts/BENCHMARKS.md).
-                    let next = kb + KC;
+                    let next = kb + kc;
                     let prefetch = (stored && tb == tokens.start && next < layout.kp)
                         .then(|| &w.data[(o0 + r) * row_bytes + next * es..]);
                     let (ldp, first) = (MC * lanes, kb == 0);
@@ -312,7 +331,7 @@ unsafe fn block(
                         }
                         (Inputs::Bf16(_), Panel::Packed(_)) => unreachable!("bf16 rows are never widened"),
                     }
-                    if kb + KC >= layout.kp {
+                    if kb + kc >= layout.kp {
                         // The last block: the tile's lane sums are added up
                         // while they are in L1 (read back after the whole
                         // span, they cost 2% of a prefill, waiting on L2).
@@ -362,7 +381,7 @@ fn copy_rows_padded(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, 
 fn pack_weights(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, lanes: usize, dst: &mut [f32]) {
     let (k, es) = (w.cols, w.dtype.size());
     let kc = kcp.min(k.saturating_sub(kb));
-    let mut wide = [0f32; KC];
+    let mut wide = [0f32; KC_MAX];
     for (q, quad) in dst.chunks_exact_mut(ROWS * kcp).enumerate() {
         for r in 0..ROWS {
             let o = o0 + q * ROWS + r;

@@ -541,8 +541,8 @@ mod tests {
             (7, 300, 70),
             (13, 257, 33),
             (25, 520, 200),
-            // More than one block of gemm::KC inputs, with a tail.
-            (9, 2 * gemm::KC + 37, 45),
+            // More than one block of gemm::KC_MAX inputs, with a tail.
+            (9, 2 * gemm::KC_MAX + 37, 45),
         ];
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
@@ -605,17 +605,17 @@ mod tests {
     fn every_row_is_bit_identical_alone_and_in_any_batch() {
         let pools = [Pool::new(1), Pool::new(3)];
         // Odd sizes (tails everywhere), the demo model's (all multiples of 16),
-        // and more than one block of gemm::KC inputs.
+        // and more than one block of gemm::KC_MAX inputs.
         for (isa, (k, m)) in Isa::supported().into_iter().flat_map(|i| {
             // ... and whole vectors over several blocks (rows read as stored, the next block prefetched).
             [
                 (700, 77),
                 (192, 256),
                 (768, 192),
-                (2 * gemm::KC + 37, 45),
-                (2 * gemm::KC + 64, 64),
+                (2 * gemm::KC_MAX + 37, 45),
+                (2 * gemm::KC_MAX + 64, 64),
                 // Whole vectors, but a last partial quad of rows: that block is packed.
-                (2 * gemm::KC + 64, 46),
+                (2 * gemm::KC_MAX + 64, 46),
             ]
             .map(|s| (i, s))
         }) {
@@ -654,7 +654,7 @@ mod tests {
         let pools = [Pool::new(1), Pool::new(3)];
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
-                for (k, m) in [(2 * gemm::KC + 64, 46), (700, 9)] {
+                for (k, m) in [(2 * gemm::KC_MAX + 64, 46), (700, 9)] {
                     let bytes = stored(&irregular_weights(m, k), dtype);
                     let w = weights(&bytes, dtype, m, k);
                     let n = 23;
