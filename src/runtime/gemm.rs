@@ -44,9 +44,27 @@ pub const KC_MAX: usize = 4096;
 /// Inputs per block for `kp` (padded) inputs: `kp` in equal blocks of at
 /// most `KC_MAX`, whole vectors (a short last block would pay a tile call's
 /// fixed costs for little work: 9216 inputs run as 3 x 3072, 16384 as 4 x 4096).
-fn block_len(kp: usize, vector: usize) -> usize {
-    let blocks = kp.div_ceil(KC_MAX).max(1);
+fn block_len(kp: usize, vector: usize, kc_max: usize) -> usize {
+    let blocks = kp.div_ceil(kc_max).max(1);
     kp.div_ceil(blocks).next_multiple_of(vector)
+}
+
+/// How a product is cut up: spans of tokens (`SPAN_BYTES`) and blocks of
+/// inputs (at most `KC_MAX`). The same sums in the same order whatever the
+/// cut; tests take small ones.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cuts {
+    /// About this many bytes of packed inputs per span (at least one tile).
+    pub span_bytes: usize,
+    /// At most this many inputs per block (at least one vector).
+    pub kc_max: usize,
+}
+
+impl Cuts {
+    pub const DEFAULT: Cuts = Cuts {
+        span_bytes: SPAN_BYTES,
+        kc_max: KC_MAX,
+    };
 }
 /// Bytes of packed inputs that all threads take together (a span of
 /// tokens) before the next span: a span's inputs stay in L3 while every
@@ -113,13 +131,12 @@ enum Inputs<'a> {
 /// `y = x w^T` for `n` tokens on `threads` threads of `pool` (1 = the caller
 /// alone), summed in `how`'s order. `x` is `[n, w.cols]`, `y` is `[n, w.rows]`.
 pub fn product(pool: &Pool, threads: usize, how: Order, x: &[f32], n: usize, w: MatRef<'_>, y: &mut [f32]) {
-    product_in_spans(pool, threads, how, x, n, w, y, SPAN_BYTES);
+    product_cut(pool, threads, how, x, n, w, y, Cuts::DEFAULT);
 }
 
-/// `product` with spans of about `span_bytes` of packed inputs (at least one
-/// tile); tests take small ones.
+/// `product` cut into spans and blocks as `cuts` says.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn product_in_spans(
+pub(crate) fn product_cut(
     pool: &Pool,
     threads: usize,
     how: Order,
@@ -127,24 +144,26 @@ pub(crate) fn product_in_spans(
     n: usize,
     w: MatRef<'_>,
     y: &mut [f32],
-    span_bytes: usize,
+    cuts: Cuts,
 ) {
-    // (ISA of the tiles, inputs per vector, bytes per packed input)
-    let (isa, vector, input_bytes) = match how {
-        Order::F32(isa) => (isa, order::lanes(isa), 4),
-        Order::Bf16 => (Isa::Avx512, bf16::VECTOR, 2),
+    // (ISA of the tiles, inputs per vector, inputs per step, bytes per packed input)
+    let (isa, vector, step, input_bytes) = match how {
+        Order::F32(isa) => (isa, order::lanes(isa), order::inputs_per_step(isa, w.dtype), 4),
+        Order::Bf16 => (Isa::Avx512, bf16::VECTOR, bf16::VECTOR, 2),
     };
+    // The f32 order's layout of the inputs (pairs for bf16 weights).
+    let paired = matches!(how, Order::F32(_)) && order::paired(w.dtype);
     let k = w.cols;
     let t_max = tokens(isa);
-    let kp = k.next_multiple_of(vector);
+    let kp = k.next_multiple_of(step);
     let layout = Layout {
         t_max,
         kp,
-        kc: block_len(kp, vector),
+        kc: block_len(kp, step, cuts.kc_max.clamp(step, KC_MAX)),
     };
     let out = SharedOut::new(y);
     // Whole tiles: every span starts at a multiple of t_max.
-    let span = (span_bytes / (layout.kp * input_bytes).max(1))
+    let span = (cuts.span_bytes / (layout.kp * input_bytes).max(1))
         .max(1)
         .next_multiple_of(t_max);
     let compute = |inputs: Inputs<'_>| {
@@ -161,11 +180,21 @@ pub(crate) fn product_in_spans(
     };
     match how {
         Order::F32(_) => INPUTS.with_borrow_mut(|packed| {
-            pack_all(pool, threads, &layout, x, n, k, vector, packed, |v| v);
+            pack_all(pool, threads, &layout, x, n, k, (vector, paired), packed, |v| v);
             compute(Inputs::F32(packed));
         }),
         Order::Bf16 => INPUTS_BF16.with_borrow_mut(|packed| {
-            pack_all(pool, threads, &layout, x, n, k, vector, packed, bf16::round);
+            pack_all(
+                pool,
+                threads,
+                &layout,
+                x,
+                n,
+                k,
+                (vector, false),
+                packed,
+                bf16::round,
+            );
             compute(Inputs::Bf16(packed));
         }),
     }
@@ -176,7 +205,9 @@ fn run_on(pool: &Pool, threads: usize, job: &(dyn Fn(usize) + Sync)) {
     if threads == 1 { job(0) } else { pool.run(job) }
 }
 
-/// Packs all `n` tokens' inputs (`convert`ed) tile by tile, tiles split among threads.
+/// Packs all `n` tokens' inputs (`convert`ed) tile by tile, tiles split
+/// among threads; `(vector, paired)`: inputs per vector, and whether in the
+/// f32 order's pairs (`dot_order::input_of`).
 #[allow(clippy::too_many_arguments)]
 fn pack_all<E: Copy + Default + Send>(
     pool: &Pool,
@@ -185,7 +216,7 @@ fn pack_all<E: Copy + Default + Send>(
     x: &[f32],
     n: usize,
     k: usize,
-    vector: usize,
+    vector: (usize, bool),
     packed: &mut Vec<E>,
     convert: impl Fn(f32) -> E + Copy + Sync,
 ) {
@@ -200,27 +231,64 @@ fn pack_all<E: Copy + Default + Send>(
             let tn = t_max.min(n - tb);
             // SAFETY: each tile's packed range is written by one thread only.
             let out = unsafe { dst.range(layout.at(tile, 0, tn), tn * layout.kp) };
-            pack_inputs(&x[tb * k..(tb + tn) * k], k, tn, vector, layout.kc, out, convert);
+            pack_inputs(
+                &x[tb * k..(tb + tn) * k],
+                k,
+                tn,
+                vector,
+                layout.kc,
+                layout.kp,
+                out,
+                convert,
+            );
         }
     });
 }
 
 /// Packs `tokens` rows of `k` inputs (`convert`ed) as
-/// `[kb block of kc][vector][token][vector]`, zero past `k`.
+/// `[kb block of kc][vector][token][vector]` in the order's layout (`(vector,
+/// paired)` as `pack_all`), zero past `k`; `kp` inputs in all.
 #[allow(clippy::too_many_arguments)]
 fn pack_inputs<E: Copy + Default>(
     x: &[f32],
     k: usize,
     tokens: usize,
-    vector: usize,
+    (vector, paired): (usize, bool),
     kc: usize,
+    kp: usize,
     out: &mut [E],
     convert: impl Fn(f32) -> E + Copy + Sync,
 ) {
-    let kp = k.next_multiple_of(vector);
     for kb in (0..kp).step_by(kc) {
         let kcp = kc.min(kp - kb);
         let block = &mut out[kb * tokens..(kb + kcp) * tokens];
+        if paired {
+            // Two vectors per step: the step's even inputs, then its odd ones.
+            for (s, group) in block.chunks_exact_mut(2 * tokens * vector).enumerate() {
+                let (evens, odds) = group.split_at_mut(tokens * vector);
+                let i = kb + s * 2 * vector;
+                for t in 0..tokens {
+                    let row = &x[t * k..(t + 1) * k];
+                    let (even, odd) = (
+                        &mut evens[t * vector..][..vector],
+                        &mut odds[t * vector..][..vector],
+                    );
+                    if i + 2 * vector <= k {
+                        for (lane, pair) in row[i..i + 2 * vector].chunks_exact(2).enumerate() {
+                            even[lane] = convert(pair[0]);
+                            odd[lane] = convert(pair[1]);
+                        }
+                    } else {
+                        for lane in 0..vector {
+                            let at = |j: usize| row.get(j).map_or(E::default(), |&v| convert(v));
+                            even[lane] = at(i + 2 * lane);
+                            odd[lane] = at(i + 2 * lane + 1);
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         for (v, group) in block.chunks_exact_mut(tokens * vector).enumerate() {
             for (t, dst) in group.chunks_exact_mut(vector).enumerate() {
                 let i = kb + v * vector;
@@ -270,7 +338,9 @@ unsafe fn block(
     // widening at all.
     let whole = (o1 - o0).is_multiple_of(ROWS);
     let stored = match inputs {
-        Inputs::F32(_) => order::reads_stored(isa) && k.is_multiple_of(lanes) && whole,
+        Inputs::F32(_) => {
+            order::reads_stored(isa) && k.is_multiple_of(order::inputs_per_step(isa, w.dtype)) && whole
+        }
         Inputs::Bf16(_) => k.is_multiple_of(bf16::VECTOR) && whole,
     };
     let row_bytes = k * es;
@@ -289,7 +359,7 @@ unsafe fn block(
                 _ if stored => Panel::Rows(&w.data[o0 * row_bytes + kb * es..], row_bytes),
                 Inputs::F32(_) => {
                     packed.resize(MC * kc, 0.0);
-                    pack_weights(w, o0, o1, kb, kcp, lanes, &mut packed[..rows * kcp]);
+                    pack_weights(w, o0, o1, kb, kcp, isa, &mut packed[..rows * kcp]);
                     Panel::Packed(&packed[..rows * kcp])
                 }
                 Inputs::Bf16(_) => {
@@ -377,22 +447,24 @@ fn copy_rows_padded(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, 
 }
 
 /// Widens rows `o0..o1`, inputs `kb..kb+kcp` of `w` into quads of rows, each
-/// `[vector][row][lanes]`; zero past the row ends and past `o1`.
-fn pack_weights(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, lanes: usize, dst: &mut [f32]) {
+/// `[vector][row][lanes]` in the f32 order's layout on `isa`; zero past the
+/// row ends and past `o1`. `kb` and `kcp` are whole steps.
+fn pack_weights(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, isa: Isa, dst: &mut [f32]) {
     let (k, es) = (w.cols, w.dtype.size());
+    let lanes = order::lanes(isa);
     let kc = kcp.min(k.saturating_sub(kb));
-    let mut wide = [0f32; KC_MAX];
+    let (mut wide, mut arranged) = ([0f32; KC_MAX], [0f32; KC_MAX]);
     for (q, quad) in dst.chunks_exact_mut(ROWS * kcp).enumerate() {
         for r in 0..ROWS {
             let o = o0 + q * ROWS + r;
-            if o < o1 {
+            let kept = if o < o1 { kc } else { 0 };
+            if kept > 0 {
                 let start = (o * k + kb) * es;
-                decode_row(&w.data[start..start + kc * es], w.dtype, &mut wide[..kc]);
-                wide[kc..kcp].fill(0.0);
-            } else {
-                wide[..kcp].fill(0.0);
+                decode_row(&w.data[start..start + kept * es], w.dtype, &mut wide[..kept]);
             }
-            for (v, chunk) in wide[..kcp].chunks_exact(lanes).enumerate() {
+            // Steps never straddle blocks, so the block's inputs arrange alone.
+            order::arrange(isa, w.dtype, &wide[..kept], &mut arranged[..kcp]);
+            for (v, chunk) in arranged[..kcp].chunks_exact(lanes).enumerate() {
                 quad[(v * ROWS + r) * lanes..(v * ROWS + r + 1) * lanes].copy_from_slice(chunk);
             }
         }

@@ -35,9 +35,9 @@ pub enum Isa {
     Generic,
     /// AVX2, FMA and F16C.
     Avx2,
-    /// AVX-512F (plus AVX2, FMA, F16C).
+    /// AVX-512F and BW (plus AVX2, FMA, F16C).
     Avx512,
-    /// AVX-512F with AVX512_BF16, and bf16 products: a bf16 matrix's inputs
+    /// AVX-512F and BW with AVX512_BF16, and bf16 products: a bf16 matrix's inputs
     /// are rounded to bf16 and summed in `dot_order::bf16`'s order (f32
     /// accumulation, as TensorRT-LLM and transformers compute a bf16 model);
     /// other dtypes as `Avx512`. Never chosen unless asked for
@@ -90,10 +90,11 @@ impl Isa {
         {
             use std::arch::is_x86_feature_detected as has;
             let avx2 = has!("avx2") && has!("fma") && has!("f16c");
-            if avx2 && has!("avx512f") && has!("avx512bf16") {
+            let avx512 = has!("avx512f") && has!("avx512bw");
+            if avx2 && avx512 && has!("avx512bf16") {
                 all.push(Isa::Avx512Bf16);
             }
-            if avx2 && has!("avx512f") {
+            if avx2 && avx512 {
                 all.push(Isa::Avx512);
             }
             if avx2 {
@@ -135,6 +136,8 @@ impl Order {
 thread_local! {
     // A one-token product's inputs rounded to bf16 (reused: no allocation per product).
     static ROUNDED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+    // A one-token product's inputs in the order's layout for bf16 weights.
+    static ARRANGED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `matmul` on a given pool and instruction set.
@@ -167,10 +170,19 @@ pub fn matmul_on(pool: &Pool, isa: Isa, x: &[f32], n: usize, w: MatRef<'_>, y: &
                 dot_order::bf16::rows(data, k, xb, ys)
             });
         });
+    } else if dot_order::paired(w.dtype) {
+        let isa = isa.base();
+        ARRANGED.with_borrow_mut(|xa| {
+            xa.resize(k.next_multiple_of(dot_order::inputs_per_step(isa, w.dtype)), 0.0);
+            dot_order::arrange(isa, w.dtype, x, xa);
+            one_token(pool, threads, w, y, &|data, ys| {
+                dot_order::rows(isa, data, w.dtype, k, xa, ys)
+            });
+        });
     } else {
         let isa = isa.base();
         one_token(pool, threads, w, y, &|data, ys| {
-            dot_order::rows(isa, data, w.dtype, x, ys)
+            dot_order::rows(isa, data, w.dtype, k, x, ys)
         });
     }
 }
@@ -286,55 +298,78 @@ pub(crate) mod x86 {
     //! the attention dot product.
     use std::arch::x86_64::*;
 
-    /// A stored weight dtype, widened to f32 vectors.
+    /// A stored weight dtype, widened to f32 vectors `STEP` at a time: a
+    /// step of `STEP * lanes` elements gives vectors `h` = 0..STEP (the
+    /// order's layout, `dot_order::inputs_per_step`).
     pub trait Elem {
         const SIZE: usize;
-        /// Eight elements at `p` (unaligned).
+        /// Vectors per step: 2 for bf16 (the even elements, then the odd:
+        /// one load, one shift or mask each), 1 otherwise.
+        const STEP: usize;
+        /// Vector `h` of the step of `8 * STEP` elements at `p` (unaligned).
         ///
         /// # Safety
-        /// `8 * SIZE` readable bytes at `p`; AVX2, FMA and F16C present.
-        unsafe fn load8(p: *const u8) -> __m256;
-        /// Sixteen elements at `p` (unaligned).
+        /// `8 * STEP * SIZE` readable bytes at `p`; `h < STEP`; AVX2, FMA and F16C present.
+        unsafe fn load8(p: *const u8, h: usize) -> __m256;
+        /// Vector `h` of the step of `16 * STEP` elements at `p` (unaligned).
         ///
         /// # Safety
-        /// `16 * SIZE` readable bytes at `p`; AVX-512F present.
-        unsafe fn load16(p: *const u8) -> __m512;
+        /// `16 * STEP * SIZE` readable bytes at `p`; `h < STEP`; AVX-512F and BW present.
+        unsafe fn load16(p: *const u8, h: usize) -> __m512;
     }
 
     pub struct Bf16;
     pub struct F16;
     pub struct F32;
 
+    /// bf16 is the top half of an f32, so widening is exact: the even
+    /// elements of a step are its 32-bit words shifted left by 16, the odd
+    /// ones its words with the low half cleared. One load and one integer
+    /// operation per vector, where zero-extending 16-bit words costs a
+    /// shuffle more (single-row decoding streamed 28-30 against 20-25 GB/s
+    /// on this kind of machine, scripts/BENCHMARKS.md).
     impl Elem for Bf16 {
         const SIZE: usize = 2;
+        const STEP: usize = 2;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn load8(p: *const u8) -> __m256 {
-            // bf16 is the top half of an f32: widening is exact.
-            // SAFETY: 16 readable bytes (caller).
-            let raw = unsafe { _mm_loadu_si128(p.cast()) };
-            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-        unsafe fn load16(p: *const u8) -> __m512 {
+        unsafe fn load8(p: *const u8, h: usize) -> __m256 {
             // SAFETY: 32 readable bytes (caller).
             let raw = unsafe { _mm256_loadu_si256(p.cast()) };
-            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+            _mm256_castsi256_ps(if h == 0 {
+                _mm256_slli_epi32(raw, 16)
+            } else {
+                _mm256_and_si256(raw, _mm256_set1_epi32(0xFFFF_0000_u32 as i32))
+            })
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn load16(p: *const u8, h: usize) -> __m512 {
+            // SAFETY (both): 64 readable bytes (caller).
+            _mm512_castsi512_ps(if h == 0 {
+                _mm512_slli_epi32(unsafe { _mm512_loadu_si512(p.cast()) }, 16)
+            } else {
+                // A load of the odd 16-bit words alone (the even ones zero),
+                // not the even half's load masked: the compiler would keep
+                // that load's register alive between the halves, and a
+                // 24-accumulator tile has none to spare.
+                unsafe { _mm512_maskz_loadu_epi16(0xAAAA_AAAA, p.cast()) }
+            })
         }
     }
 
     impl Elem for F16 {
         const SIZE: usize = 2;
+        const STEP: usize = 1;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn load8(p: *const u8) -> __m256 {
+        unsafe fn load8(p: *const u8, _: usize) -> __m256 {
             // SAFETY: 16 readable bytes (caller).
             _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
         }
         #[inline]
-        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-        unsafe fn load16(p: *const u8) -> __m512 {
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn load16(p: *const u8, _: usize) -> __m512 {
             // SAFETY: 32 readable bytes (caller).
             _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(p.cast()) })
         }
@@ -342,15 +377,16 @@ pub(crate) mod x86 {
 
     impl Elem for F32 {
         const SIZE: usize = 4;
+        const STEP: usize = 1;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn load8(p: *const u8) -> __m256 {
+        unsafe fn load8(p: *const u8, _: usize) -> __m256 {
             // SAFETY: 32 readable bytes (caller).
             unsafe { _mm256_loadu_ps(p.cast()) }
         }
         #[inline]
-        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-        unsafe fn load16(p: *const u8) -> __m512 {
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn load16(p: *const u8, _: usize) -> __m512 {
             // SAFETY: 64 readable bytes (caller).
             unsafe { _mm512_loadu_ps(p.cast()) }
         }
@@ -410,7 +446,7 @@ pub(crate) mod x86 {
     }
     add_weighted_rows!(
         add_weighted_rows512,
-        "avx512f,avx2,fma,f16c",
+        "avx512f,avx512bw,avx2,fma,f16c",
         16,
         8,
         _mm512_setzero_ps,
@@ -541,8 +577,8 @@ mod tests {
             (7, 300, 70),
             (13, 257, 33),
             (25, 520, 200),
-            // More than one block of gemm::KC_MAX inputs, with a tail.
-            (9, 2 * gemm::KC_MAX + 37, 45),
+            // Two blocks of inputs (at most gemm::KC_MAX each), with a tail.
+            (9, gemm::KC_MAX + 37, 45),
         ];
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
@@ -605,24 +641,24 @@ mod tests {
     fn every_row_is_bit_identical_alone_and_in_any_batch() {
         let pools = [Pool::new(1), Pool::new(3)];
         // Odd sizes (tails everywhere), the demo model's (all multiples of 16),
-        // and more than one block of gemm::KC_MAX inputs.
-        for (isa, (k, m)) in Isa::supported().into_iter().flat_map(|i| {
+        // and two blocks of inputs (at most gemm::KC_MAX each), over several
+        // spans of tokens (fewer tokens there: a debug build runs these).
+        for (isa, (k, m, n)) in Isa::supported().into_iter().flat_map(|i| {
             // ... and whole vectors over several blocks (rows read as stored, the next block prefetched).
             [
-                (700, 77),
-                (192, 256),
-                (768, 192),
-                (2 * gemm::KC_MAX + 37, 45),
-                (2 * gemm::KC_MAX + 64, 64),
+                (700, 77, 530),
+                (192, 256, 530),
+                (768, 192, 530),
+                (gemm::KC_MAX + 37, 45, 140),
+                (gemm::KC_MAX + 64, 64, 140),
                 // Whole vectors, but a last partial quad of rows: that block is packed.
-                (2 * gemm::KC_MAX + 64, 46),
+                (gemm::KC_MAX + 64, 46, 140),
             ]
             .map(|s| (i, s))
         }) {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
                 let bytes = stored(&irregular_weights(m, k), dtype);
                 let w = weights(&bytes, dtype, m, k);
-                let n = 530;
                 let x = irregular_inputs(n, k);
                 let alone = alone_bits(&pools[0], isa, &x, w);
                 for pool in &pools {
@@ -644,17 +680,18 @@ mod tests {
         }
     }
 
-    /// Spans of tokens do not change a token's outputs: spans of one and two
-    /// tiles and one of all tokens, a batch that is not a whole number of
-    /// tiles, rows read as stored and packed (inputs not whole vectors, a last
-    /// partial quad), over several blocks of inputs, on one and three threads,
-    /// on every order this CPU has.
+    /// Spans of tokens and blocks of inputs do not change a token's outputs:
+    /// spans of one and two tiles and one of all tokens, a batch that is not
+    /// a whole number of tiles; one block, and blocks of about 256 inputs
+    /// (the last shorter); rows read as stored (the next block prefetched)
+    /// and packed (inputs not whole vectors, a last partial quad); on one and
+    /// three threads, on every order this CPU has.
     #[test]
-    fn every_span_size_gives_the_bits_of_one_token_alone() {
+    fn every_cut_gives_the_bits_of_one_token_alone() {
         let pools = [Pool::new(1), Pool::new(3)];
         for isa in Isa::supported() {
             for dtype in [DType::F32, DType::BF16, DType::F16] {
-                for (k, m) in [(2 * gemm::KC_MAX + 64, 46), (700, 9)] {
+                for (k, m) in [(1088, 48), (1088, 46), (700, 9)] {
                     let bytes = stored(&irregular_weights(m, k), dtype);
                     let w = weights(&bytes, dtype, m, k);
                     let n = 23;
@@ -662,16 +699,75 @@ mod tests {
                     let alone = alone_bits(&pools[0], isa, &x, w).concat();
                     // At least one tile (1 byte); about 12 tokens of f32 inputs; all.
                     for span_bytes in [1, 12 * k * 4 + 1, usize::MAX / 2] {
-                        for pool in &pools {
-                            let mut y = vec![f32::NAN; n * m];
-                            let order = Order::of(isa, dtype);
-                            gemm::product_in_spans(pool, pool.threads(), order, &x, n, w, &mut y, span_bytes);
-                            let got: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
-                            assert!(
-                                got == alone,
-                                "{isa:?} {dtype} k={k} m={m} span_bytes={span_bytes} threads={}",
-                                pool.threads()
-                            );
+                        for kc_max in [256, gemm::KC_MAX] {
+                            for pool in &pools {
+                                let mut y = vec![f32::NAN; n * m];
+                                let order = Order::of(isa, dtype);
+                                let cuts = gemm::Cuts { span_bytes, kc_max };
+                                gemm::product_cut(pool, pool.threads(), order, &x, n, w, &mut y, cuts);
+                                let got: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+                                assert!(
+                                    got == alone,
+                                    "{isa:?} {dtype} k={k} m={m} {cuts:?} threads={}",
+                                    pool.threads()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The order as `dot_order` states it, written out: lane by lane, the
+    /// inputs `input_of` gives (even/odd pairs for bf16 weights), a fused
+    /// multiply-add on x86 and a multiply then an add in the portable path,
+    /// then `reduce`; every kernel (one token, grouped rows, tiles on stored
+    /// rows and on packed panels) gives these bits.
+    #[test]
+    fn every_path_sums_in_the_order_written_out() {
+        let pool = Pool::new(2);
+        for isa in Isa::supported().into_iter().filter(|&i| i == i.base()) {
+            for dtype in [DType::BF16, DType::F16, DType::F32] {
+                let step = dot_order::inputs_per_step(isa, dtype);
+                let (lanes, paired) = (dot_order::lanes(isa), dot_order::paired(dtype));
+                // Tails of every kind; one row at a time and in groups (past 16 KiB of inputs).
+                for k in [1, 7, 15, 16, 17, 31, 32, 33, 100, 1000, 4100, 4160] {
+                    let m = 26;
+                    let wf = irregular_weights(m, k);
+                    let bytes = stored(&wf, dtype);
+                    // The stored values, as the kernels widen them.
+                    let mut wide = vec![0f32; m * k];
+                    decode_row(&bytes, dtype, &mut wide);
+                    let n = 7;
+                    let x = irregular_inputs(n, k);
+                    let w = weights(&bytes, dtype, m, k);
+                    let mut batch = vec![0f32; n * m];
+                    matmul_on(&pool, isa, &x, n, w, &mut batch);
+                    for t in 0..n {
+                        let mut alone = vec![0f32; m];
+                        matmul_on(&pool, isa, &x[t * k..(t + 1) * k], 1, w, &mut alone);
+                        for o in 0..m {
+                            let mut acc = vec![0f32; lanes];
+                            for v in 0..k.next_multiple_of(step) / lanes {
+                                for (lane, a) in acc.iter_mut().enumerate() {
+                                    let i = dot_order::input_of(lanes, paired, v, lane);
+                                    let (wi, xi) = if i < k {
+                                        (wide[o * k + i], x[t * k + i])
+                                    } else {
+                                        (0.0, 0.0)
+                                    };
+                                    *a = if isa == Isa::Generic {
+                                        *a + wi * xi
+                                    } else {
+                                        wi.mul_add(xi, *a)
+                                    };
+                                }
+                            }
+                            let want = dot_order::reduce(isa, &acc).to_bits();
+                            let at = format!("{isa:?} {dtype} k={k} token {t} row {o}");
+                            assert_eq!(alone[o].to_bits(), want, "one token, {at}");
+                            assert_eq!(batch[t * m + o].to_bits(), want, "batch, {at}");
                         }
                     }
                 }

@@ -96,7 +96,7 @@ mod x86 {
     //! No closures inside the `#[target_feature]` functions (see `super::super::x86`).
     use std::arch::x86_64::*;
 
-    use super::super::{ROW_GROUP, ROWS, grouped_rows, reduce, tail};
+    use super::super::{ONE_ROW_MAX_INPUT_BYTES, ROW_GROUP, ROWS, grouped_rows, reduce, tail};
     use super::{LANES, VECTOR};
     use crate::runtime::kernels::Isa;
 
@@ -120,7 +120,7 @@ mod x86 {
     /// the CPU has AVX512_BF16 and AVX-512F.
     #[target_feature(enable = "avx512bf16,avx512f")]
     pub unsafe fn rows(data: &[u8], k: usize, x: &[u16], y: &mut [f32]) {
-        let grouped = grouped_rows(y.len(), k * 2);
+        let grouped = grouped_rows(y.len(), k * 2, ONE_ROW_MAX_INPUT_BYTES);
         let (in_groups, left) = y.split_at_mut(grouped);
         for (g, outs) in in_groups.chunks_exact_mut(ROW_GROUP).enumerate() {
             // SAFETY: the caller's contract.

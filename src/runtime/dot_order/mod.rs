@@ -2,11 +2,16 @@
 //! the batch: greedy requests served together get the tokens they get alone.
 //!
 //! For an output `sum_i w[i] * x[i]` over `k` inputs, with `L` lanes (16 with
-//! AVX-512, 8 otherwise): both rows are zero-padded to a multiple of `L`;
-//! lane `l` accumulates the products of inputs `i = v * L + l` for `v` in
+//! AVX-512, 8 otherwise): both rows are zero-padded to a multiple of the
+//! step (`inputs_per_step`: `L`, or `2L` for bf16 weights); lane `l`
+//! accumulates the products of inputs `i = input_of(v, l)` for vectors `v` in
 //! increasing order, starting from zero (a fused multiply-add on x86, a
 //! multiply then an add in the portable path); the lanes are then added as
-//! `reduce` says. The one-token kernels (`rows`: one vector of lanes per
+//! `reduce` says. Vector `v` holds inputs `v * L + l`, except with bf16
+//! weights: there step `s` (inputs `2L s..2L s + 2L`) gives vector `2s` its
+//! even inputs (`2L s + 2l`) and vector `2s + 1` its odd ones, which is how
+//! a 64-byte load of bf16 weights widens in two instructions. The inputs
+//! are put in that layout once per product (`arrange`). The one-token kernels (`rows`: one vector of lanes per
 //! row, rows alone or in groups that share each load of x) and the multi-token kernels (`tile`: four rows x
 //! T tokens, lanes saved between blocks of inputs) both follow it, and a test
 //! holds them to bit-identical results.
@@ -35,17 +40,26 @@ pub const ROWS: usize = 4;
 /// bf16 inputs 30 -> 24 at 3072 and 4096 (so those stay one row at a time:
 /// a single stream of weights), 20-22 -> 26-28 at 9216 and 16384. Groups of
 /// 4 were slower, of 8 as fast at 4096 inputs and slower elsewhere, of 16
-/// slower. Measured with bf16 weights only.
+/// slower. Measured with bf16 weights only, before their paired order
+/// (`ONE_ROW_MAX_PAIRED_INPUT_BYTES`).
 pub const ROW_GROUP: usize = 12;
 
 /// Inputs up to this size stay in L1 beside the streaming weights: the
 /// one-token kernels run one row at a time (see `ROW_GROUP`).
 pub const ONE_ROW_MAX_INPUT_BYTES: usize = 8 << 10;
 
+/// `ONE_ROW_MAX_INPUT_BYTES` for bf16 weights and f32 inputs (the paired
+/// order, two instructions per 64-byte load of weights): one row at a time
+/// streamed 28-30 GB/s against 23-25 in groups of 12 at 3072 and 4096
+/// inputs; groups stay ahead at 6144 (24-25 against 17) and 9216 (25-28
+/// against 13). One thread, a checkpoint's own mapping, scripts/BENCHMARKS.md.
+pub const ONE_ROW_MAX_PAIRED_INPUT_BYTES: usize = 16 << 10;
+
 /// How many leading rows of `rows` the one-token kernels run in groups of
-/// `ROW_GROUP`, for inputs of `input_bytes`.
-pub fn grouped_rows(rows: usize, input_bytes: usize) -> usize {
-    if input_bytes > ONE_ROW_MAX_INPUT_BYTES {
+/// `ROW_GROUP`, for inputs of `input_bytes` (one row at a time up to
+/// `one_row_max` bytes).
+pub fn grouped_rows(rows: usize, input_bytes: usize, one_row_max: usize) -> usize {
+    if input_bytes > one_row_max {
         rows - rows % ROW_GROUP
     } else {
         0
@@ -59,6 +73,40 @@ pub(crate) fn tail(data: &[u8], start: usize, len: usize) -> [u8; 64] {
     let mut w = [0u8; 64];
     w[..len].copy_from_slice(&data[start..start + len]);
     w
+}
+
+/// Inputs per step of the order on `isa` for weights of `dtype`: one vector,
+/// or two (the even inputs, then the odd) for bf16 weights.
+pub fn inputs_per_step(isa: Isa, dtype: DType) -> usize {
+    lanes(isa) * if paired(dtype) { 2 } else { 1 }
+}
+
+/// Whether the order takes the inputs of `dtype` weights in even/odd pairs.
+pub fn paired(dtype: DType) -> bool {
+    dtype == DType::BF16
+}
+
+/// The input that vector `v`, lane `lane` holds (`lanes` lanes; `paired`:
+/// see the module comment).
+#[inline]
+pub fn input_of(lanes: usize, paired: bool, v: usize, lane: usize) -> usize {
+    if paired {
+        (v / 2) * 2 * lanes + 2 * lane + v % 2
+    } else {
+        v * lanes + lane
+    }
+}
+
+/// `x` in the order's layout for `dtype` weights on `isa`, zero-padded to
+/// `out.len()` (a multiple of `inputs_per_step`).
+pub fn arrange(isa: Isa, dtype: DType, x: &[f32], out: &mut [f32]) {
+    let (l, paired) = (lanes(isa), paired(dtype));
+    debug_assert!(out.len().is_multiple_of(inputs_per_step(isa, dtype)) && out.len() >= x.len());
+    for (v, vector) in out.chunks_exact_mut(l).enumerate() {
+        for (lane, o) in vector.iter_mut().enumerate() {
+            *o = x.get(input_of(l, paired, v, lane)).copied().unwrap_or(0.0);
+        }
+    }
 }
 
 /// Lanes per output on `isa`.
@@ -87,12 +135,21 @@ pub fn reduce(isa: Isa, lanes: &[f32]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
-/// One-token product for rows `data` (`y.len()` rows of `x.len()` inputs).
-pub fn rows(isa: Isa, data: &[u8], dtype: DType, x: &[f32], y: &mut [f32]) {
+/// One-token product for rows `data` (`y.len()` rows of `k` inputs), with
+/// the inputs `x` in the order's layout: as they are (`x.len() == k`) or,
+/// for bf16 weights, `arrange`d (`x.len()`: `k` rounded up to a step).
+pub fn rows(isa: Isa, data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f32]) {
+    let step = inputs_per_step(isa, dtype);
+    assert!(if paired(dtype) {
+        x.len() == k.next_multiple_of(step)
+    } else {
+        x.len() == k
+    });
+    assert!(data.len() >= y.len() * k * dtype.size());
     match isa.base() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => x86::rows(isa.base(), data, dtype, x, y),
-        _ => rows_generic(data, dtype, x, y),
+        Isa::Avx512 | Isa::Avx2 => x86::rows(isa.base(), data, dtype, k, x, y),
+        _ => rows_generic(data, dtype, k, x, y),
     }
 }
 
@@ -147,7 +204,8 @@ pub fn tile_stored(
     prefetch: Option<&[u8]>,
 ) {
     let l = lanes(isa);
-    assert!(kp.is_multiple_of(l) && x.len() >= tokens * kp && row_bytes >= kp * dtype.size());
+    assert!(kp.is_multiple_of(inputs_per_step(isa, dtype)));
+    assert!(x.len() >= tokens * kp && row_bytes >= kp * dtype.size());
     assert!(w.len() >= (ROWS - 1) * row_bytes + kp * dtype.size());
     assert!(partial.len() >= (tokens - 1) * ldp + ROWS * l);
     match isa.base() {
@@ -198,17 +256,18 @@ fn tile_generic(
     }
 }
 
-fn rows_generic(data: &[u8], dtype: DType, x: &[f32], y: &mut [f32]) {
-    let k = x.len();
-    let kp = k.next_multiple_of(GENERIC_LANES);
+fn rows_generic(data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f32]) {
+    let kp = k.next_multiple_of(inputs_per_step(Isa::Generic, dtype));
     let es = dtype.size();
+    // x is in the order's layout already; the rows are put in it here.
     let mut xp = vec![0f32; kp];
-    xp[..k].copy_from_slice(x);
-    let mut wide = vec![0f32; kp];
+    xp[..x.len()].copy_from_slice(x);
+    let (mut wide, mut arranged) = (vec![0f32; k], vec![0f32; kp]);
     for (row, out) in data.chunks_exact(k * es).zip(y.iter_mut()) {
-        decode_row(row, dtype, &mut wide[..k]);
+        decode_row(row, dtype, &mut wide);
+        arrange(Isa::Generic, dtype, &wide, &mut arranged);
         let mut acc = [0f32; GENERIC_LANES];
-        for (wv, xv) in wide
+        for (wv, xv) in arranged
             .chunks_exact(GENERIC_LANES)
             .zip(xp.chunks_exact(GENERIC_LANES))
         {

@@ -4,23 +4,25 @@
 
 use std::arch::x86_64::*;
 
-use super::{ROW_GROUP, ROWS, grouped_rows, reduce, tail};
+use super::{
+    ONE_ROW_MAX_INPUT_BYTES, ONE_ROW_MAX_PAIRED_INPUT_BYTES, ROW_GROUP, ROWS, grouped_rows, reduce, tail,
+};
 use crate::DType;
 use crate::runtime::kernels::Isa;
 use crate::runtime::kernels::x86::{Bf16, Elem, F16, F32};
 
-pub fn rows(isa: Isa, data: &[u8], dtype: DType, x: &[f32], y: &mut [f32]) {
-    assert!(data.len() >= y.len() * x.len() * dtype.size());
-    // SAFETY: Isa::Avx512 is only chosen when the CPU has AVX-512F, AVX2, FMA
-    // and F16C; Isa::Avx2 when it has the last three.
+/// `super::rows` (sizes checked there).
+pub fn rows(isa: Isa, data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f32]) {
+    // SAFETY: Isa::Avx512 is only chosen when the CPU has AVX-512F and BW,
+    // AVX2, FMA and F16C; Isa::Avx2 when it has the last three. Sizes: `super::rows`.
     unsafe {
         match (isa, dtype) {
-            (Isa::Avx512, DType::BF16) => rows512::<Bf16>(data, x, y),
-            (Isa::Avx512, DType::F16) => rows512::<F16>(data, x, y),
-            (Isa::Avx512, DType::F32) => rows512::<F32>(data, x, y),
-            (_, DType::BF16) => rows256::<Bf16>(data, x, y),
-            (_, DType::F16) => rows256::<F16>(data, x, y),
-            (_, DType::F32) => rows256::<F32>(data, x, y),
+            (Isa::Avx512, DType::BF16) => rows512::<Bf16>(data, k, x, y),
+            (Isa::Avx512, DType::F16) => rows512::<F16>(data, k, x, y),
+            (Isa::Avx512, DType::F32) => rows512::<F32>(data, k, x, y),
+            (_, DType::BF16) => rows256::<Bf16>(data, k, x, y),
+            (_, DType::F16) => rows256::<F16>(data, k, x, y),
+            (_, DType::F32) => rows256::<F32>(data, k, x, y),
         }
     }
 }
@@ -74,6 +76,7 @@ pub fn tile_stored(
     first: bool,
     prefetch: Option<&[u8]>,
 ) {
+    // Bytes per vector of a stored row (a step of two vectors for bf16 is twice that).
     let step = super::lanes(isa) * dtype.size();
     let w = w.as_ptr();
     let pf = prefetch.map_or(std::ptr::null(), <[u8]>::as_ptr);
@@ -87,8 +90,8 @@ pub fn tile_stored(
     }
 }
 
-/// The register tile for rows of `E` at `w`: row `r`, vector `v` of the
-/// tile starts `r * row_bytes + v * step` bytes in. `prefetch` (or null):
+/// The register tile for rows of `E` at `w`: row `r`, step `s` of the tile
+/// (`E::STEP` vectors) starts `r * row_bytes + s * E::STEP * step` bytes in. `prefetch` (or null):
 /// where the same rows' next block starts, fetched into L2 meanwhile (a hint:
 /// no result changes).
 ///
@@ -136,67 +139,86 @@ macro_rules! kernels {
         widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, group: $group:ident, tile: $tile:ident $(,)?
     ) => {
         /// Groups of `ROW_GROUP` rows when x is larger than
-        /// `ONE_ROW_MAX_INPUT_BYTES`, the other rows one at a time; every
-        /// row's lanes are summed in the same order either way.
+        /// `ONE_ROW_MAX_INPUT_BYTES` (`ONE_ROW_MAX_PAIRED_INPUT_BYTES` for
+        /// bf16), the other rows one at a time; every row's lanes are summed
+        /// in the same order either way.
         ///
         /// # Safety
-        /// `data` holds `y.len()` rows of `x.len()` elements; the CPU has the
-        /// features named.
+        /// `data` holds `y.len()` rows of `k` elements; `x` as `super::rows`
+        /// says; the CPU has the features named.
         #[target_feature(enable = $features)]
-        unsafe fn $rows<E: Elem>(data: &[u8], x: &[f32], y: &mut [f32]) {
-            let grouped = grouped_rows(y.len(), x.len() * 4);
+        unsafe fn $rows<E: Elem>(data: &[u8], k: usize, x: &[f32], y: &mut [f32]) {
+            let one_row_max = if E::STEP == 2 {
+                ONE_ROW_MAX_PAIRED_INPUT_BYTES
+            } else {
+                ONE_ROW_MAX_INPUT_BYTES
+            };
+            let grouped = grouped_rows(y.len(), k * 4, one_row_max);
             let (in_groups, left) = y.split_at_mut(grouped);
             for (g, outs) in in_groups.chunks_exact_mut(ROW_GROUP).enumerate() {
                 // SAFETY: the caller's contract.
-                unsafe { $group::<E, ROW_GROUP>(data, g * ROW_GROUP, x, outs) };
+                unsafe { $group::<E, ROW_GROUP>(data, g * ROW_GROUP, k, x, outs) };
             }
             for (i, out) in left.chunks_exact_mut(1).enumerate() {
                 // SAFETY: the caller's contract.
-                unsafe { $group::<E, 1>(data, grouped + i, x, out) };
+                unsafe { $group::<E, 1>(data, grouped + i, k, x, out) };
             }
         }
 
         /// Outputs of rows `first..first + N` (`outs`): each input vector
         /// loaded once for all N rows, each row's lanes in a register of its
-        /// own; the inputs' last partial vector comes from a zero-padded copy
-        /// (of x, and of each row's last elements).
+        /// own; the last partial step comes from zero-padded copies (of x's
+        /// last step, and of each row's last elements).
         ///
         /// # Safety
-        /// `data` holds rows `first..first + N` of `x.len()` elements;
-        /// `outs.len() == N`; the CPU has the features named.
+        /// `data` holds rows `first..first + N` of `k` elements; `x` as
+        /// `super::rows` says; `outs.len() == N`; the CPU has the features named.
         #[target_feature(enable = $features)]
-        unsafe fn $group<E: Elem, const N: usize>(data: &[u8], first: usize, x: &[f32], outs: &mut [f32]) {
+        unsafe fn $group<E: Elem, const N: usize>(
+            data: &[u8],
+            first: usize,
+            k: usize,
+            x: &[f32],
+            outs: &mut [f32],
+        ) {
             const L: usize = $lanes;
-            let k = x.len();
-            let (full, rest) = (k / L, k % L);
+            let per_step = L * E::STEP;
+            let (full, rest) = (k / per_step, k % per_step);
             let row_bytes = k * E::SIZE;
             let base = data[first * row_bytes..(first + N) * row_bytes].as_ptr();
             let mut acc = [$zero(); N];
-            for v in 0..full {
-                // SAFETY: inputs v*L..v*L+L < k of x and of the N rows.
+            for s in 0..full {
+                // SAFETY: inputs of step s lie within k, of x and of the N rows.
                 unsafe {
-                    let xv = $loadu(x.as_ptr().add(v * L));
-                    let at = base.add(v * L * E::SIZE);
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        *a = $fmadd(E::$widen(at.add(j * row_bytes)), xv, *a);
+                    let at = base.add(s * per_step * E::SIZE);
+                    for h in 0..E::STEP {
+                        let xv = $loadu(x.as_ptr().add((s * E::STEP + h) * L));
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = $fmadd(E::$widen(at.add(j * row_bytes), h), xv, *a);
+                        }
                     }
                 }
             }
             if rest > 0 {
-                let mut x_tail = [0f32; L];
-                x_tail[..rest].copy_from_slice(&x[full * L..]);
+                // x's last step: `rest` inputs as they are, or a whole arranged step.
+                let start = full * per_step;
+                let mut x_tail = [0f32; 2 * L];
+                let have = (x.len() - start).min(per_step);
+                x_tail[..have].copy_from_slice(&x[start..start + have]);
                 for (j, a) in acc.iter_mut().enumerate() {
                     let w_tail = tail(
                         data,
-                        (first + j) * row_bytes + full * L * E::SIZE,
+                        (first + j) * row_bytes + start * E::SIZE,
                         rest * E::SIZE,
                     );
-                    // SAFETY: w_tail holds L elements of any dtype; x_tail L floats.
-                    *a = $fmadd(
-                        unsafe { E::$widen(w_tail.as_ptr()) },
-                        unsafe { $loadu(x_tail.as_ptr()) },
-                        *a,
-                    );
+                    for h in 0..E::STEP {
+                        // SAFETY: w_tail holds 64 bytes (a step of any dtype); x_tail 2L floats.
+                        *a = $fmadd(
+                            unsafe { E::$widen(w_tail.as_ptr(), h) },
+                            unsafe { $loadu(x_tail.as_ptr().add(h * L)) },
+                            *a,
+                        );
+                    }
                 }
             }
             for (a, out) in acc.iter().zip(outs.iter_mut()) {
@@ -208,14 +230,15 @@ macro_rules! kernels {
         }
 
         /// Four rows x T tokens (with AVX-512 at T = 6, 24 accumulators), the
-        /// rows' elements of `E` widened in registers (exact), vector `v` of row
-        /// `r` at `w + r * row_bytes + v * step` bytes: a packed f32 panel and
-        /// rows read where they are stored give the same sums in the same order.
+        /// rows' elements of `E` widened in registers (exact), step `s` of row
+        /// `r` at `w + r * row_bytes + s * E::STEP * step` bytes: a packed f32
+        /// panel (in the order's layout) and rows read where they are stored
+        /// give the same sums in the same order.
         ///
         /// # Safety
-        /// `w`: four rows of `kp` elements so laid out; `x`: `kp * T` floats
-        /// `[vector][token][L]`; `p`: T rows of 4 x L floats at stride `ldp`;
-        /// the CPU has the features named.
+        /// `w`: four rows of `kp` elements so laid out (`kp` a multiple of
+        /// `L * E::STEP`); `x`: `kp * T` floats `[vector][token][L]`; `p`: T
+        /// rows of 4 x L floats at stride `ldp`; the CPU has the features named.
         #[target_feature(enable = $features)]
         unsafe fn $tile<E: Elem, const T: usize>(
             kp: usize,
@@ -237,29 +260,34 @@ macro_rules! kernels {
                 }
             }
             let mut x = x;
-            for v in 0..kp / L {
+            for s in 0..kp / (L * E::STEP) {
                 // SAFETY (block): the caller's contract.
                 unsafe {
+                    let at = w.add(s * E::STEP * step);
                     if !prefetch.is_null() {
-                        let pf = prefetch.add(v * step);
+                        let pf = prefetch.add(s * E::STEP * step);
                         for r in 0..ROWS {
                             _mm_prefetch::<_MM_HINT_T1>(pf.add(r * row_bytes).cast());
                         }
                     }
-                    let at = w.add(v * step);
-                    let wv = [
-                        E::$widen(at),
-                        E::$widen(at.add(row_bytes)),
-                        E::$widen(at.add(2 * row_bytes)),
-                        E::$widen(at.add(3 * row_bytes)),
-                    ];
-                    for (t, row) in acc.iter_mut().enumerate() {
-                        let xv = $loadu(x.add(t * L));
-                        for (a, wr) in row.iter_mut().zip(wv) {
-                            *a = $fmadd(wr, xv, *a);
+                    // A step's vectors one after another: with two (bf16),
+                    // each is loaded and widened apart, so that the 24 lane
+                    // sums, 4 weight vectors and x fit the 32 registers.
+                    for h in 0..E::STEP {
+                        let wv = [
+                            E::$widen(at, h),
+                            E::$widen(at.add(row_bytes), h),
+                            E::$widen(at.add(2 * row_bytes), h),
+                            E::$widen(at.add(3 * row_bytes), h),
+                        ];
+                        for (t, row) in acc.iter_mut().enumerate() {
+                            let xv = $loadu(x.add(t * L));
+                            for (a, wr) in row.iter_mut().zip(wv) {
+                                *a = $fmadd(wr, xv, *a);
+                            }
                         }
+                        x = x.add(T * L);
                     }
-                    x = x.add(T * L);
                 }
             }
             for (t, row) in acc.iter().enumerate() {
@@ -273,7 +301,7 @@ macro_rules! kernels {
 }
 
 kernels! {
-    features: "avx512f,avx2,fma,f16c", lanes: 16, vector: __m512,
+    features: "avx512f,avx512bw,avx2,fma,f16c", lanes: 16, vector: __m512,
     zero: _mm512_setzero_ps, loadu: _mm512_loadu_ps, storeu: _mm512_storeu_ps, fmadd: _mm512_fmadd_ps,
     widen: load16, isa: Isa::Avx512, rows: rows512, group: rows512_group, tile: tile512,
 }
