@@ -731,8 +731,9 @@ mod tests {
             for dtype in [DType::BF16, DType::F16, DType::F32] {
                 let step = dot_order::inputs_per_step(isa, dtype);
                 let (lanes, paired) = (dot_order::lanes(isa), dot_order::paired(dtype));
-                // Tails of every kind; one row at a time and in groups (past 16 KiB of inputs).
-                for k in [1, 7, 15, 16, 17, 31, 32, 33, 100, 1000, 4100, 4160] {
+                // Tails of every kind; one row at a time and in groups (past 8, 12 or
+                // 16 KiB of inputs, by dtype).
+                for k in [1, 7, 15, 16, 17, 31, 32, 33, 100, 1000, 3000, 4100, 4160] {
                     let m = 26;
                     let wf = irregular_weights(m, k);
                     let bytes = stored(&wf, dtype);

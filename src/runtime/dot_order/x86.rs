@@ -4,9 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{
-    ONE_ROW_MAX_INPUT_BYTES, ONE_ROW_MAX_PAIRED_INPUT_BYTES, ROW_GROUP, ROWS, grouped_rows, reduce, tail,
-};
+use super::{ROW_GROUP, ROWS, grouped_rows, one_row_max_input_bytes, reduce, tail};
 use crate::DType;
 use crate::runtime::kernels::Isa;
 use crate::runtime::kernels::x86::{Bf16, Elem, F16, F32};
@@ -15,14 +13,15 @@ use crate::runtime::kernels::x86::{Bf16, Elem, F16, F32};
 pub fn rows(isa: Isa, data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f32]) {
     // SAFETY: Isa::Avx512 is only chosen when the CPU has AVX-512F and BW,
     // AVX2, FMA and F16C; Isa::Avx2 when it has the last three. Sizes: `super::rows`.
+    let grouped = grouped_rows(y.len(), k * 4, one_row_max_input_bytes(dtype));
     unsafe {
         match (isa, dtype) {
-            (Isa::Avx512, DType::BF16) => rows512::<Bf16>(data, k, x, y),
-            (Isa::Avx512, DType::F16) => rows512::<F16>(data, k, x, y),
-            (Isa::Avx512, DType::F32) => rows512::<F32>(data, k, x, y),
-            (_, DType::BF16) => rows256::<Bf16>(data, k, x, y),
-            (_, DType::F16) => rows256::<F16>(data, k, x, y),
-            (_, DType::F32) => rows256::<F32>(data, k, x, y),
+            (Isa::Avx512, DType::BF16) => rows512::<Bf16>(data, k, x, y, grouped),
+            (Isa::Avx512, DType::F16) => rows512::<F16>(data, k, x, y, grouped),
+            (Isa::Avx512, DType::F32) => rows512::<F32>(data, k, x, y, grouped),
+            (_, DType::BF16) => rows256::<Bf16>(data, k, x, y, grouped),
+            (_, DType::F16) => rows256::<F16>(data, k, x, y, grouped),
+            (_, DType::F32) => rows256::<F32>(data, k, x, y, grouped),
         }
     }
 }
@@ -138,22 +137,16 @@ macro_rules! kernels {
         zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident, fmadd: $fmadd:ident,
         widen: $widen:ident, isa: $isa:expr, rows: $rows:ident, group: $group:ident, tile: $tile:ident $(,)?
     ) => {
-        /// Groups of `ROW_GROUP` rows when x is larger than
-        /// `ONE_ROW_MAX_INPUT_BYTES` (`ONE_ROW_MAX_PAIRED_INPUT_BYTES` for
-        /// bf16), the other rows one at a time; every row's lanes are summed
-        /// in the same order either way.
+        /// The first `grouped` rows (`grouped_rows`) in groups of
+        /// `ROW_GROUP`, the other rows one at a time; every row's lanes are
+        /// summed in the same order either way.
         ///
         /// # Safety
         /// `data` holds `y.len()` rows of `k` elements; `x` as `super::rows`
-        /// says; the CPU has the features named.
+        /// says; `grouped` a multiple of `ROW_GROUP`, at most `y.len()`; the
+        /// CPU has the features named.
         #[target_feature(enable = $features)]
-        unsafe fn $rows<E: Elem>(data: &[u8], k: usize, x: &[f32], y: &mut [f32]) {
-            let one_row_max = if E::STEP == 2 {
-                ONE_ROW_MAX_PAIRED_INPUT_BYTES
-            } else {
-                ONE_ROW_MAX_INPUT_BYTES
-            };
-            let grouped = grouped_rows(y.len(), k * 4, one_row_max);
+        unsafe fn $rows<E: Elem>(data: &[u8], k: usize, x: &[f32], y: &mut [f32], grouped: usize) {
             let (in_groups, left) = y.split_at_mut(grouped);
             for (g, outs) in in_groups.chunks_exact_mut(ROW_GROUP).enumerate() {
                 // SAFETY: the caller's contract.
