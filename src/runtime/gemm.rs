@@ -16,7 +16,8 @@
 //! the tile's lane sums are added up (`dot_order::reduce`) while in L1.
 //! On x86 the tiles read the weight rows where they are stored and widen
 //! them in registers, for any number of tokens; the portable path, rows whose
-//! inputs are not whole vectors and a block's last partial quad of rows pack
+//! inputs are not whole steps of the order (a vector, or two for bf16
+//! weights: 32 inputs with AVX-512) and a block's last partial quad of rows pack
 //! the block's inputs widened to f32 instead, `[quad of rows][vector][row][lanes]`.
 //!
 //! With bf16 products (`Order::Bf16`) the inputs are packed rounded to bf16,
@@ -42,11 +43,12 @@ use super::pool::{Chunks, Pool, SharedOut, split};
 pub const KC_MAX: usize = 4096;
 
 /// Inputs per block for `kp` (padded) inputs: `kp` in equal blocks of at
-/// most `KC_MAX`, whole vectors (a short last block would pay a tile call's
-/// fixed costs for little work: 9216 inputs run as 3 x 3072, 16384 as 4 x 4096).
-fn block_len(kp: usize, vector: usize, kc_max: usize) -> usize {
+/// most `kc_max`, whole steps of the order (`step`: a vector, or two for
+/// bf16 weights; a short last block would pay a tile call's fixed costs for
+/// little work: 9216 inputs run as 3 x 3072, 16384 as 4 x 4096).
+fn block_len(kp: usize, step: usize, kc_max: usize) -> usize {
     let blocks = kp.div_ceil(kc_max).max(1);
-    kp.div_ceil(blocks).next_multiple_of(vector)
+    kp.div_ceil(blocks).next_multiple_of(step).max(step)
 }
 
 /// How a product is cut up: spans of tokens (`SPAN_BYTES`) and blocks of
@@ -279,10 +281,13 @@ fn pack_inputs<E: Copy + Default>(
                             odd[lane] = convert(pair[1]);
                         }
                     } else {
-                        for lane in 0..vector {
-                            let at = |j: usize| row.get(j).map_or(E::default(), |&v| convert(v));
-                            even[lane] = at(i + 2 * lane);
-                            odd[lane] = at(i + 2 * lane + 1);
+                        // The last, partial step: input_of, zero past the end.
+                        let v = i / vector;
+                        for (h, half) in [even, odd].into_iter().enumerate() {
+                            for (lane, d) in half.iter_mut().enumerate() {
+                                let j = order::input_of(vector, true, v + h, lane);
+                                *d = row.get(j).map_or(E::default(), |&x| convert(x));
+                            }
                         }
                     }
                 }
@@ -328,7 +333,9 @@ unsafe fn block(
     );
     let (k, m, es) = (w.cols, w.rows, w.dtype.size());
     let rows = (o1 - o0).next_multiple_of(ROWS);
-    // Reading rows as stored needs whole quads of rows and no padded inputs.
+    // Reading rows as stored needs whole quads of rows and no padded inputs
+    // (whole steps: with bf16 weights 2 x 16 inputs on AVX-512, so a row of
+    // 16 mod 32 inputs is packed; Minitron's are multiples of 1024).
     // Then the x86 tiles read them so for any batch: each vector of a row is
     // widened once per token tile, but beside the tile's multiply-adds, where
     // packing is a pass of its own over the weights (packing above 64 tokens,
@@ -452,6 +459,8 @@ fn copy_rows_padded(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, 
 fn pack_weights(w: MatRef<'_>, o0: usize, o1: usize, kb: usize, kcp: usize, isa: Isa, dst: &mut [f32]) {
     let (k, es) = (w.cols, w.dtype.size());
     let lanes = order::lanes(isa);
+    let step = order::inputs_per_step(isa, w.dtype);
+    debug_assert!(kb.is_multiple_of(step) && kcp.is_multiple_of(step));
     let kc = kcp.min(k.saturating_sub(kb));
     let (mut wide, mut arranged) = ([0f32; KC_MAX], [0f32; KC_MAX]);
     for (q, quad) in dst.chunks_exact_mut(ROWS * kcp).enumerate() {

@@ -563,7 +563,7 @@ mod tests {
     }
 
     /// Every ISA this CPU has, every dtype, shapes with every kind of edge:
-    /// one token and many, tails of the tile heights, widths and KC, tiny
+    /// one token and many, tails of the tile heights, widths and blocks of inputs, tiny
     /// products run serially and large ones on three threads.
     #[test]
     fn matmul_matches_a_float64_product_on_every_path() {
@@ -734,7 +734,8 @@ mod tests {
                 // Tails of every kind; one row at a time and in groups (past 8, 12 or
                 // 16 KiB of inputs, by dtype).
                 for k in [1, 7, 15, 16, 17, 31, 32, 33, 100, 1000, 3000, 4100, 4160] {
-                    let m = 26;
+                    // 46 rows: a claim of 32 rows read where stored, then 14 packed.
+                    let m = 46;
                     let wf = irregular_weights(m, k);
                     let bytes = stored(&wf, dtype);
                     // The stored values, as the kernels widen them.
@@ -774,6 +775,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The paired layout by hand, apart from `input_of` (which the test above
+    /// and `arrange` share): a step of 2L inputs, evens then odds.
+    #[test]
+    fn bf16_inputs_are_arranged_evens_then_odds() {
+        let x: Vec<f32> = (0..20).map(|i| i as f32).collect();
+        let mut out = vec![f32::NAN; 32];
+        dot_order::arrange(Isa::Avx2, DType::BF16, &x, &mut out);
+        let want: Vec<f32> = [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15]
+            .into_iter()
+            .chain([16, 18, -1, -1, -1, -1, -1, -1, 17, 19, -1, -1, -1, -1, -1, -1])
+            .map(|i| if i < 0 { 0.0 } else { i as f32 })
+            .collect();
+        assert_eq!(out, want);
+        let mut same = vec![f32::NAN; 24];
+        dot_order::arrange(Isa::Avx2, DType::F16, &x, &mut same);
+        assert_eq!(&same[..20], &x[..]);
+        assert!(same[20..].iter().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -234,9 +234,9 @@ mod x86 {
             // SAFETY (block): the caller's contract.
             unsafe {
                 if !prefetch.is_null() {
-                    let pf = prefetch.add(v * 64);
+                    let pf = prefetch.wrapping_add(v * 64);
                     for r in 0..ROWS {
-                        _mm_prefetch::<_MM_HINT_T1>(pf.add(r * row_bytes).cast());
+                        _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(r * row_bytes).cast());
                     }
                 }
                 let at = w.add(v * 64);

@@ -10,7 +10,8 @@
 //! `reduce` says. Vector `v` holds inputs `v * L + l`, except with bf16
 //! weights: there step `s` (inputs `2L s..2L s + 2L`) gives vector `2s` its
 //! even inputs (`2L s + 2l`) and vector `2s + 1` its odd ones, which is how
-//! a 64-byte load of bf16 weights widens in two instructions. The inputs
+//! a load of a step of bf16 weights (64 bytes with AVX-512, 32 with AVX2)
+//! widens in two instructions. The inputs
 //! are put in that layout once per product (`arrange`). The one-token kernels (`rows`: one vector of lanes per
 //! row, rows alone or in groups that share each load of x) and the multi-token kernels (`tile`: four rows x
 //! T tokens, lanes saved between blocks of inputs) both follow it, and a test
@@ -30,7 +31,7 @@ use crate::DType;
 pub const ROWS: usize = 4;
 
 /// Weight rows the one-token kernels run at once when their inputs are
-/// larger than `ONE_ROW_MAX_INPUT_BYTES`: each input vector is loaded once
+/// larger than a dtype's threshold (`one_row_max_input_bytes`): each input vector is loaded once
 /// for all of them. Alone, a row reads its inputs once per weight vector,
 /// and re-reads them from L2 when they outgrow L1: a row of Minitron-4B's MLP
 /// down projection (9216 f32 inputs, 36 KiB) streamed its weights at half the
@@ -41,11 +42,13 @@ pub const ROWS: usize = 4;
 /// a single stream of weights), 20-22 -> 26-28 at 9216 and 16384. Groups of
 /// 4 were slower, of 8 as fast at 4096 inputs and slower elsewhere, of 16
 /// slower. Measured with bf16 weights only, before their paired order
-/// (`ONE_ROW_MAX_PAIRED_INPUT_BYTES`).
+/// (`ONE_ROW_MAX_BF16_INPUT_BYTES`).
 pub const ROW_GROUP: usize = 12;
 
 /// Inputs up to this size stay in L1 beside the streaming weights: the
-/// one-token kernels run one row at a time (see `ROW_GROUP`).
+/// one-token kernels run one row at a time (see `ROW_GROUP`). For f32
+/// weights, and for the bf16 products' rounded inputs (bytes of bf16); bf16
+/// and f16 weights with f32 inputs have their own (`one_row_max_input_bytes`).
 pub const ONE_ROW_MAX_INPUT_BYTES: usize = 8 << 10;
 
 /// `ONE_ROW_MAX_INPUT_BYTES` for bf16 weights and f32 inputs (the paired
@@ -53,7 +56,7 @@ pub const ONE_ROW_MAX_INPUT_BYTES: usize = 8 << 10;
 /// streamed 28-30 GB/s against 23-25 in groups of 12 at 3072 and 4096
 /// inputs; groups stay ahead at 6144 (24-25 against 17) and 9216 (25-28
 /// against 13). One thread, a checkpoint's own mapping, scripts/BENCHMARKS.md.
-pub const ONE_ROW_MAX_PAIRED_INPUT_BYTES: usize = 16 << 10;
+pub const ONE_ROW_MAX_BF16_INPUT_BYTES: usize = 16 << 10;
 
 /// `ONE_ROW_MAX_INPUT_BYTES` for f16 weights and f32 inputs: one row at a
 /// time streamed 23-24 GB/s against 18-21 in groups of 12 at 3072 inputs,
@@ -64,7 +67,7 @@ pub const ONE_ROW_MAX_F16_INPUT_BYTES: usize = 12 << 10;
 /// run rows of `dtype` one at a time.
 pub fn one_row_max_input_bytes(dtype: DType) -> usize {
     match dtype {
-        DType::BF16 => ONE_ROW_MAX_PAIRED_INPUT_BYTES,
+        DType::BF16 => ONE_ROW_MAX_BF16_INPUT_BYTES,
         DType::F16 => ONE_ROW_MAX_F16_INPUT_BYTES,
         DType::F32 => ONE_ROW_MAX_INPUT_BYTES,
     }
@@ -81,8 +84,8 @@ pub fn grouped_rows(rows: usize, input_bytes: usize, one_row_max: usize) -> usiz
     }
 }
 
-/// A row's last `len` bytes from `start`, zero-padded to one 64-byte vector
-/// (the partial last vector the row kernels add).
+/// A row's last `len` bytes from `start`, zero-padded to 64 bytes (the
+/// partial last step the row kernels add: at most 64 bytes of any dtype).
 #[inline]
 pub(crate) fn tail(data: &[u8], start: usize, len: usize) -> [u8; 64] {
     let mut w = [0u8; 64];
@@ -115,11 +118,27 @@ pub fn input_of(lanes: usize, paired: bool, v: usize, lane: usize) -> usize {
 /// `x` in the order's layout for `dtype` weights on `isa`, zero-padded to
 /// `out.len()` (a multiple of `inputs_per_step`).
 pub fn arrange(isa: Isa, dtype: DType, x: &[f32], out: &mut [f32]) {
-    let (l, paired) = (lanes(isa), paired(dtype));
+    let l = lanes(isa);
     debug_assert!(out.len().is_multiple_of(inputs_per_step(isa, dtype)) && out.len() >= x.len());
-    for (v, vector) in out.chunks_exact_mut(l).enumerate() {
-        for (lane, o) in vector.iter_mut().enumerate() {
-            *o = x.get(input_of(l, paired, v, lane)).copied().unwrap_or(0.0);
+    if !paired(dtype) {
+        out[..x.len()].copy_from_slice(x);
+        out[x.len()..].fill(0.0);
+        return;
+    }
+    for (s, step) in out.chunks_exact_mut(2 * l).enumerate() {
+        let (even, odd) = step.split_at_mut(l);
+        let first = s * 2 * l;
+        if first + 2 * l <= x.len() {
+            for (lane, pair) in x[first..first + 2 * l].chunks_exact(2).enumerate() {
+                (even[lane], odd[lane]) = (pair[0], pair[1]);
+            }
+        } else {
+            // The last, partial step (input_of spelled out, zero past the end).
+            for (v, vector) in [even, odd].into_iter().enumerate() {
+                for (lane, o) in vector.iter_mut().enumerate() {
+                    *o = x.get(input_of(l, true, 2 * s + v, lane)).copied().unwrap_or(0.0);
+                }
+            }
         }
     }
 }

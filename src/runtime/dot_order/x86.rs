@@ -258,9 +258,9 @@ macro_rules! kernels {
                 unsafe {
                     let at = w.add(s * E::STEP * step);
                     if !prefetch.is_null() {
-                        let pf = prefetch.add(s * E::STEP * step);
+                        let pf = prefetch.wrapping_add(s * E::STEP * step);
                         for r in 0..ROWS {
-                            _mm_prefetch::<_MM_HINT_T1>(pf.add(r * row_bytes).cast());
+                            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(r * row_bytes).cast());
                         }
                     }
                     // A step's vectors one after another: with two (bf16),
