@@ -58,7 +58,7 @@ fn block_len(kp: usize, step: usize, kc_max: usize) -> usize {
 pub(crate) struct Cuts {
     /// About this many bytes of packed inputs per span (at least one tile).
     pub span_bytes: usize,
-    /// At most this many inputs per block (at least one vector).
+    /// At most this many inputs per block (at least one step, at most `KC_MAX`).
     pub kc_max: usize,
 }
 
@@ -68,6 +68,7 @@ impl Cuts {
         kc_max: KC_MAX,
     };
 }
+
 /// Bytes of packed inputs that all threads take together (a span of
 /// tokens) before the next span: a span's inputs stay in L3 while every
 /// claim of rows passes over them, and the weights are read once per span.
