@@ -252,7 +252,7 @@ fn pack_all<E: Copy + Default + Send>(
 /// `[kb block of kc][vector][token][vector]` in the order's layout (`(vector,
 /// paired)` as `pack_all`), zero past `k`; `kp` inputs in all.
 #[allow(clippy::too_many_arguments)]
-fn pack_inputs<E: Copy + Default>(
+fn pack_inputs<E: Copy>(
     x: &[f32],
     k: usize,
     tokens: usize,
@@ -262,48 +262,20 @@ fn pack_inputs<E: Copy + Default>(
     out: &mut [E],
     convert: impl Fn(f32) -> E + Copy + Sync,
 ) {
+    // One token's block in the order's layout (steps never straddle blocks,
+    // so a block arranges alone), then its vectors into place.
+    let mut arranged = [0f32; KC_MAX];
     for kb in (0..kp).step_by(kc) {
         let kcp = kc.min(kp - kb);
         let block = &mut out[kb * tokens..(kb + kcp) * tokens];
-        if paired {
-            // Two vectors per step: the step's even inputs, then its odd ones.
-            for (s, group) in block.chunks_exact_mut(2 * tokens * vector).enumerate() {
-                let (evens, odds) = group.split_at_mut(tokens * vector);
-                let i = kb + s * 2 * vector;
-                for t in 0..tokens {
-                    let row = &x[t * k..(t + 1) * k];
-                    let (even, odd) = (
-                        &mut evens[t * vector..][..vector],
-                        &mut odds[t * vector..][..vector],
-                    );
-                    if i + 2 * vector <= k {
-                        for (lane, pair) in row[i..i + 2 * vector].chunks_exact(2).enumerate() {
-                            even[lane] = convert(pair[0]);
-                            odd[lane] = convert(pair[1]);
-                        }
-                    } else {
-                        // The last, partial step: input_of, zero past the end.
-                        let v = i / vector;
-                        for (h, half) in [even, odd].into_iter().enumerate() {
-                            for (lane, d) in half.iter_mut().enumerate() {
-                                let j = order::input_of(vector, true, v + h, lane);
-                                *d = row.get(j).map_or(E::default(), |&x| convert(x));
-                            }
-                        }
-                    }
-                }
-            }
-            continue;
-        }
-        for (v, group) in block.chunks_exact_mut(tokens * vector).enumerate() {
-            for (t, dst) in group.chunks_exact_mut(vector).enumerate() {
-                let i = kb + v * vector;
-                let row = &x[t * k..(t + 1) * k];
-                let n = vector.min(k.saturating_sub(i));
-                for (d, &s) in dst.iter_mut().zip(&row[i..i + n]) {
+        for t in 0..tokens {
+            let row = &x[t * k + kb.min(k)..t * k + (kb + kcp).min(k)];
+            order::arrange_in(vector, paired, row, &mut arranged[..kcp]);
+            for (v, src) in arranged[..kcp].chunks_exact(vector).enumerate() {
+                let dst = &mut block[(v * tokens + t) * vector..][..vector];
+                for (d, &s) in dst.iter_mut().zip(src) {
                     *d = convert(s);
                 }
-                dst[n..].fill(E::default());
             }
         }
     }

@@ -118,9 +118,15 @@ pub fn input_of(lanes: usize, paired: bool, v: usize, lane: usize) -> usize {
 /// `x` in the order's layout for `dtype` weights on `isa`, zero-padded to
 /// `out.len()` (a multiple of `inputs_per_step`).
 pub fn arrange(isa: Isa, dtype: DType, x: &[f32], out: &mut [f32]) {
-    let l = lanes(isa);
-    debug_assert!(out.len().is_multiple_of(inputs_per_step(isa, dtype)) && out.len() >= x.len());
-    if !paired(dtype) {
+    debug_assert!(out.len().is_multiple_of(inputs_per_step(isa, dtype)));
+    arrange_in(lanes(isa), paired(dtype), x, out);
+}
+
+/// `arrange` for vectors of `l` inputs, in pairs or as they are (`out.len()`
+/// a multiple of `l`, or of `2l` when `paired`).
+pub fn arrange_in(l: usize, paired: bool, x: &[f32], out: &mut [f32]) {
+    debug_assert!(out.len() >= x.len());
+    if !paired {
         out[..x.len()].copy_from_slice(x);
         out[x.len()..].fill(0.0);
         return;
