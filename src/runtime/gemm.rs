@@ -388,10 +388,9 @@ unsafe fn block(
                         let live = ROWS.min(o1 - o0 - r);
                         for t in tb..tb + tn {
                             let at = (t - tb) * ldp; // `partial` starts at token tb, row r
-                            for (i, row) in partial[at..at + live * lanes].chunks_exact(lanes).enumerate() {
-                                // SAFETY: column o0 + r + i of token t is ours (the caller's contract).
-                                unsafe { *out.get().add(t * m + o0 + r + i) = order::reduce(isa, row) };
-                            }
+                            // SAFETY: columns o0 + r.. of token t are ours (the caller's contract).
+                            let outs = unsafe { out.range(t * m + o0 + r, live) };
+                            order::reduce_rows(isa, &partial[at..at + live * lanes], outs);
                         }
                     }
                 }

@@ -26,6 +26,59 @@ pub fn rows(isa: Isa, data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f
     }
 }
 
+/// `super::reduce_rows` (sizes checked there) on `isa`'s lanes.
+pub fn reduce_rows(isa: Isa, lanes_of: &[f32], out: &mut [f32]) {
+    let l = super::lanes(isa);
+    let mut quads = out.chunks_exact_mut(4);
+    let mut at = 0;
+    for quad in &mut quads {
+        // SAFETY: both ISAs have AVX2 (`rows`); 4 * l lanes from `at`.
+        unsafe { reduce4(lanes_of[at..at + 4 * l].as_ptr(), l == 16, quad.as_mut_ptr()) };
+        at += 4 * l;
+    }
+    for (row, o) in lanes_of[at..].chunks_exact(l).zip(quads.into_remainder()) {
+        *o = reduce(isa, row);
+    }
+}
+
+/// Four outputs' lanes (`p`: 16 each when `sixteen`, else 8) added as
+/// `reduce` adds them, in vectors: the pairs summed are the same (lane `j`
+/// and `j + 8`, then `j` and `j + 4`, `0` and `2`, `1` and `3`, then the two),
+/// and an addition of two floats gives the same bits either way round.
+///
+/// # Safety
+/// `p` holds 4 x 16 (or 4 x 8) floats, `out` 4; the CPU has AVX2.
+#[target_feature(enable = "avx2")]
+unsafe fn reduce4(p: *const f32, sixteen: bool, out: *mut f32) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        // Eight lanes per output: `l[j] + l[j + 8]`, or the lanes as they are.
+        let s = |i: usize| {
+            if sixteen {
+                _mm256_add_ps(_mm256_loadu_ps(p.add(i * 16)), _mm256_loadu_ps(p.add(i * 16 + 8)))
+            } else {
+                _mm256_loadu_ps(p.add(i * 8))
+            }
+        };
+        let (a, b, c, d) = (s(0), s(1), s(2), s(3));
+        // Four per output, `s[j] + s[j + 4]`: [a | b] and [c | d].
+        let ab = _mm256_add_ps(
+            _mm256_permute2f128_ps(a, b, 0x20),
+            _mm256_permute2f128_ps(a, b, 0x31),
+        );
+        let cd = _mm256_add_ps(
+            _mm256_permute2f128_ps(c, d, 0x20),
+            _mm256_permute2f128_ps(c, d, 0x31),
+        );
+        // Two per output, `q[0] + q[2]` and `q[1] + q[3]`: [a a c c | b b d d].
+        let g = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+        // One: [a c a c | b d b d], then [a b c d].
+        let z = _mm256_add_ps(_mm256_shuffle_ps(g, g, 0x88), _mm256_shuffle_ps(g, g, 0xDD));
+        let r = _mm_unpacklo_ps(_mm256_castps256_ps128(z), _mm256_extractf128_ps(z, 1));
+        _mm_storeu_ps(out, r);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn tile(
     isa: Isa,
