@@ -35,7 +35,7 @@ const EXIT_STATUS_HELP: &str = "Exit status (every command):
        runs; run, serve, check: also TRTLLM_MINITRON_THREADS/_ISA/_MATMUL's), or an option
        value this model cannot take (e.g. --tp-size 3 for 48 heads); check: also any error
        that kept the checks from running
-  130  interrupted (Ctrl-C); the error line says what, if anything, was written
+  130  interrupted (Ctrl-C or SIGTERM); the error line says what, if anything, was written
        (serve: Ctrl-C and SIGTERM are how it is stopped; a graceful shutdown exits 0)";
 
 #[derive(Parser)]
@@ -69,6 +69,21 @@ enum Command {
     Serve(ServeArgs),
 }
 
+/// Sets `STOP` on SIGTERM (storing to an atomic is async-signal-safe).
+fn stop_on_sigterm() {
+    extern "C" fn on_sigterm(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: a plain sigaction; the handler only stores to an atomic.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
 /// How a command ended, short of an error.
 enum Outcome {
     Success,
@@ -81,6 +96,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A second Ctrl-C while cleaning up is ignored: cleanup is quick and must finish.
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed));
+    // SIGTERM (`kill`, a CI job's timeout, systemd) stops the work as Ctrl-C
+    // does, so that a convert or build cleans up its staging directory instead
+    // of leaving gigabytes behind. `serve` watches SIGTERM itself (a graceful
+    // shutdown).
+    if !matches!(cli.command, Command::Serve(_)) {
+        stop_on_sigterm();
+    }
     let is_check = matches!(cli.command, Command::Check(_));
     exit_status(dispatch(cli.command), is_check)
 }

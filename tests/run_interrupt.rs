@@ -86,6 +86,17 @@ fn an_interrupted_json_run_says_what_it_wrote_and_writes_no_logits() {
 /// The binary, streaming one prompt, stopped by SIGINT once text has appeared.
 #[test]
 fn ctrl_c_while_streaming_exits_130_and_says_the_text_so_far_is_on_stdout() {
+    stop_while_streaming("INT");
+}
+
+/// SIGTERM (`kill`, a job's timeout) stops the work as Ctrl-C does: the same
+/// exit status, message and clean-up.
+#[test]
+fn sigterm_while_streaming_stops_as_ctrl_c_does() {
+    stop_while_streaming("TERM");
+}
+
+fn stop_while_streaming(signal: &str) {
     let work = tempfile::tempdir().unwrap();
     // The demo model: 512 positions and slow enough in a debug build that
     // generation is still going when the signal arrives.
@@ -119,7 +130,7 @@ fn ctrl_c_while_streaming_exits_130_and_says_the_text_so_far_is_on_stdout() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let status = interrupt(&mut child, 4, Duration::from_secs(60));
+    let status = signal_after(&mut child, signal, 4, Duration::from_secs(60));
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert_eq!(status.code(), Some(130), "{err}");

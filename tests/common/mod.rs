@@ -162,6 +162,11 @@ impl Drop for ChildGuard {
 /// it has printed `after` bytes; then waits for it to exit, failing the test
 /// if it has not within `within`.
 pub fn interrupt(child: &mut Child, after: usize, within: Duration) -> ExitStatus {
+    signal_after(child, "INT", after, within)
+}
+
+/// `interrupt` with signal `name` (`kill -NAME`).
+pub fn signal_after(child: &mut Child, name: &str, after: usize, within: Duration) -> ExitStatus {
     let mut first = vec![0u8; after];
     child
         .stdout
@@ -170,7 +175,7 @@ pub fn interrupt(child: &mut Child, after: usize, within: Duration) -> ExitStatu
         .read_exact(&mut first)
         .expect("output before the interrupt");
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -179,7 +184,7 @@ pub fn interrupt(child: &mut Child, after: usize, within: Duration) -> ExitStatu
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "it did not stop after Ctrl-C");
+        assert!(Instant::now() < deadline, "it did not stop after SIG{name}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
