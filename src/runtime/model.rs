@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
 use crate::runtime::checkpoint::{Checkpoint, TensorLoc};
-use crate::runtime::kernels::{MatRef, add_weighted_rows, decode_row, dot, layer_norm, matmul};
+use crate::runtime::kernels::{MatRef, add_weighted_rows, decode_row, dots, layer_norm, matmul};
 use crate::runtime::pool::{self, Chunks, Pool, SharedOut};
 use crate::trtllm::mapping::Parallelism;
 
@@ -364,9 +364,12 @@ impl SelfAttention {
             let keys = &caches[row.seq].keys[slot];
             let values = &caches[row.seq].values[slot];
             let span = row.pos + 1;
-            let mut scores: Vec<f32> = (0..span)
-                .map(|p| dot(q, &keys[(p * kvh + kv) * d..(p * kvh + kv + 1) * d]) * scale)
-                .collect();
+            // Position p's key of this kv head at (p * kvh + kv) * d.
+            let mut scores = vec![0f32; span];
+            dots(q, &keys[kv * d..], kvh * d, &mut scores);
+            for s in scores.iter_mut() {
+                *s *= scale;
+            }
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut total = 0f32;
             for s in scores.iter_mut() {
