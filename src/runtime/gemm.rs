@@ -385,13 +385,12 @@ unsafe fn block(
                         // The last block: the tile's lane sums are added up
                         // while they are in L1 (read back after the whole
                         // span, they cost 2% of a prefill, waiting on L2).
+                        // `partial` starts at token tb, row r.
                         let live = ROWS.min(o1 - o0 - r);
-                        for t in tb..tb + tn {
-                            let at = (t - tb) * ldp; // `partial` starts at token tb, row r
-                            // SAFETY: columns o0 + r.. of token t are ours (the caller's contract).
-                            let outs = unsafe { out.range(t * m + o0 + r, live) };
-                            order::reduce_rows(isa, &partial[at..at + live * lanes], outs);
-                        }
+                        order::reduce_tile(isa, partial, ldp, tn, live, |t, sums| {
+                            // SAFETY: columns o0 + r.. of token tb + t are ours (the caller's contract).
+                            unsafe { out.range((tb + t) * m + o0 + r, live) }.copy_from_slice(sums);
+                        });
                     }
                 }
             }

@@ -175,19 +175,37 @@ pub fn reduce(isa: Isa, lanes: &[f32]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
-/// `reduce` of consecutive outputs at once: `lanes` holds `out.len()`
-/// outputs' lanes one after another (`lanes(isa)` each). The same additions
-/// as `reduce`, so the same bits; on x86, four outputs at a time in vectors
-/// (a 256-token prefill spent about 2% of its time adding lanes one by one).
-pub fn reduce_rows(isa: Isa, lanes_of: &[f32], out: &mut [f32]) {
+/// A tile's outputs from its lane sums: for each of `tokens` tokens (lane
+/// sums at `partial[t * ldp..]`: `ROWS` rows of `lanes(isa)`), the first
+/// `live` rows `reduce`d, given to `put(t, outputs)`. The same additions as
+/// `reduce`, so the same bits; on x86 four rows at a time in vectors (a
+/// 256-token prefill spent about 2% of its time adding lanes one by one).
+#[inline]
+pub fn reduce_tile(
+    isa: Isa,
+    partial: &[f32],
+    ldp: usize,
+    tokens: usize,
+    live: usize,
+    put: impl FnMut(usize, &[f32]),
+) {
     let l = lanes(isa);
-    assert_eq!(lanes_of.len(), out.len() * l);
+    assert!(live <= ROWS && ldp >= ROWS * l);
+    assert!(tokens == 0 || partial.len() >= (tokens - 1) * ldp + ROWS * l);
     match isa.base() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2 => x86::reduce_rows(isa.base(), lanes_of, out),
+        Isa::Avx512 | Isa::Avx2 => {
+            // SAFETY: both ISAs have AVX2; sizes asserted above.
+            unsafe { x86::reduce_tile(l == 16, partial, ldp, tokens, live, put) }
+        }
         _ => {
-            for (row, o) in lanes_of.chunks_exact(l).zip(out.iter_mut()) {
-                *o = reduce(isa, row);
+            let mut put = put;
+            for t in 0..tokens {
+                let mut out = [0f32; ROWS];
+                for (o, row) in out.iter_mut().zip(partial[t * ldp..].chunks_exact(l)) {
+                    *o = reduce(isa, row);
+                }
+                put(t, &out[..live]);
             }
         }
     }
@@ -355,17 +373,20 @@ mod tests {
         };
         for isa in Isa::supported() {
             let l = lanes(isa);
-            for outputs in 0..11 {
-                let lanes_of: Vec<f32> = (0..outputs * l).map(|_| next()).collect();
-                let mut got = vec![f32::NAN; outputs];
-                reduce_rows(isa, &lanes_of, &mut got);
-                for (o, row) in lanes_of.chunks_exact(l).enumerate() {
-                    let want = reduce(isa, row);
-                    assert_eq!(
-                        got[o].to_bits(),
-                        want.to_bits(),
-                        "{isa:?}, output {o} of {outputs}"
-                    );
+            let ldp = ROWS * l + 5;
+            for tokens in 0..7 {
+                let partial: Vec<f32> = (0..tokens * ldp).map(|_| next()).collect();
+                for live in 0..=ROWS {
+                    let mut seen = 0;
+                    reduce_tile(isa, &partial, ldp, tokens, live, |t, got| {
+                        assert_eq!((t, got.len()), (seen, live));
+                        seen += 1;
+                        for (r, g) in got.iter().enumerate() {
+                            let want = reduce(isa, &partial[t * ldp + r * l..][..l]);
+                            assert_eq!(g.to_bits(), want.to_bits(), "{isa:?}, token {t}, row {r}");
+                        }
+                    });
+                    assert_eq!(seen, tokens);
                 }
             }
         }

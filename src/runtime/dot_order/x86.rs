@@ -26,18 +26,25 @@ pub fn rows(isa: Isa, data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f
     }
 }
 
-/// `super::reduce_rows` (sizes checked there) on `isa`'s lanes.
-pub fn reduce_rows(isa: Isa, lanes_of: &[f32], out: &mut [f32]) {
-    let l = super::lanes(isa);
-    let mut quads = out.chunks_exact_mut(4);
-    let mut at = 0;
-    for quad in &mut quads {
-        // SAFETY: both ISAs have AVX2 (`rows`); 4 * l lanes from `at`.
-        unsafe { reduce4(lanes_of[at..at + 4 * l].as_ptr(), l == 16, quad.as_mut_ptr()) };
-        at += 4 * l;
-    }
-    for (row, o) in lanes_of[at..].chunks_exact(l).zip(quads.into_remainder()) {
-        *o = reduce(isa, row);
+/// `super::reduce_tile` (sizes checked there), `sixteen` lanes or eight.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub unsafe fn reduce_tile(
+    sixteen: bool,
+    partial: &[f32],
+    ldp: usize,
+    tokens: usize,
+    live: usize,
+    mut put: impl FnMut(usize, &[f32]),
+) {
+    for t in 0..tokens {
+        let mut out = [0f32; ROWS];
+        // SAFETY: a token's ROWS rows of lanes lie within partial (checked by
+        // the caller); AVX2 (this function's contract).
+        unsafe { reduce4(partial[t * ldp..].as_ptr(), sixteen, out.as_mut_ptr()) };
+        put(t, &out[..live]);
     }
 }
 
@@ -48,6 +55,7 @@ pub fn reduce_rows(isa: Isa, lanes_of: &[f32], out: &mut [f32]) {
 ///
 /// # Safety
 /// `p` holds 4 x 16 (or 4 x 8) floats, `out` 4; the CPU has AVX2.
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn reduce4(p: *const f32, sixteen: bool, out: *mut f32) {
     // SAFETY: the caller's contract.
