@@ -1,4 +1,4 @@
-//! Cooperative cancellation: the user's Ctrl-C flag, plus an internal one that
+//! Cooperative cancellation: the user's Ctrl-C (or SIGTERM) flag, plus an internal one that
 //! a failing worker trips so its siblings stop early.
 
 use std::sync::atomic::{AtomicBool, Ordering};

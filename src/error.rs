@@ -94,18 +94,18 @@ pub enum Error {
     #[error(transparent)]
     Tokenizer(Source),
 
-    /// Ctrl-C while writing an output: its staging directory was removed.
+    /// Ctrl-C or SIGTERM while writing an output: its staging directory was removed.
     #[error("interrupted; no partial output was left behind")]
     Interrupted,
 
-    /// Ctrl-C during generation: the message ("interrupted ...") says what is
+    /// Ctrl-C or SIGTERM during generation: the message ("interrupted ...") says what is
     /// on stdout and which files were not written.
     #[error("{0}")]
     GenerationInterrupted(String),
 }
 
 impl Error {
-    /// Ended by Ctrl-C (exit status 130).
+    /// Ended by Ctrl-C or SIGTERM (exit status 130).
     pub fn is_interrupted(&self) -> bool {
         matches!(self, Error::Interrupted | Error::GenerationInterrupted(_))
     }

@@ -23,7 +23,7 @@ use trtllm_minitron::engine_build::BuildError;
 use trtllm_minitron::progress::TerminalBar;
 use trtllm_minitron::runtime::settings::{self as runtime_settings, EnvError};
 
-/// Set by Ctrl-C; long operations poll it and clean up.
+/// Set by Ctrl-C (and SIGTERM: `stop_on_sigterm`); long operations poll it and clean up.
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// The exit statuses (README, "Exit status"); `exit_status` applies them.
@@ -35,8 +35,9 @@ const EXIT_STATUS_HELP: &str = "Exit status (every command):
        runs; run, serve, check: also TRTLLM_MINITRON_THREADS/_ISA/_MATMUL's), or an option
        value this model cannot take (e.g. --tp-size 3 for 48 heads); check: also any error
        that kept the checks from running
-  130  interrupted (Ctrl-C or SIGTERM); the error line says what, if anything, was written
-       (serve: Ctrl-C and SIGTERM are how it is stopped; a graceful shutdown exits 0)";
+  130  interrupted (Ctrl-C; convert, build, run, check: also SIGTERM); the error line
+       says what, if anything, was written (serve: Ctrl-C and SIGTERM are how it is
+       stopped; a graceful shutdown exits 0)";
 
 #[derive(Parser)]
 #[command(
@@ -69,7 +70,9 @@ enum Command {
     Serve(ServeArgs),
 }
 
-/// Sets `STOP` on SIGTERM (storing to an atomic is async-signal-safe).
+/// Sets `STOP` on SIGTERM (storing to an atomic is async-signal-safe). As
+/// with Ctrl-C, a second one while cleaning up is taken the same way: the
+/// cleanup is quick and must finish (SIGKILL still ends the process).
 fn stop_on_sigterm() {
     extern "C" fn on_sigterm(_: libc::c_int) {
         STOP.store(true, Ordering::Relaxed);
@@ -80,7 +83,8 @@ fn stop_on_sigterm() {
         action.sa_sigaction = on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        let installed = libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        debug_assert_eq!(installed, 0, "sigaction(SIGTERM)");
     }
 }
 
@@ -96,11 +100,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A second Ctrl-C while cleaning up is ignored: cleanup is quick and must finish.
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed));
-    // SIGTERM (`kill`, a CI job's timeout, systemd) stops the work as Ctrl-C
-    // does, so that a convert or build cleans up its staging directory instead
-    // of leaving gigabytes behind. `serve` watches SIGTERM itself (a graceful
-    // shutdown).
-    if !matches!(cli.command, Command::Serve(_)) {
+    // SIGTERM (`kill`, a CI job's timeout, systemd) stops the commands that
+    // poll STOP as Ctrl-C does, so that a convert or build cleans up its
+    // staging directory instead of leaving gigabytes behind. `serve` watches
+    // SIGTERM itself (a graceful shutdown); `inspect` and `cache` are short
+    // and keep the default (the process ends at once).
+    if matches!(
+        cli.command,
+        Command::Convert(_) | Command::Build(_) | Command::Run(_) | Command::Check(_)
+    ) {
         stop_on_sigterm();
     }
     let is_check = matches!(cli.command, Command::Check(_));

@@ -232,7 +232,7 @@ pub fn dots(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
 }
 
 /// `dots` on `isa` (one this CPU has).
-pub fn dots_on(isa: Isa, q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
+pub(crate) fn dots_on(isa: Isa, q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
     let d = q.len();
     let Some(last) = out.len().checked_sub(1) else {
         return;
@@ -261,6 +261,8 @@ pub fn dots_on(isa: Isa, q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]
 
 /// `dot` on `isa` (one this CPU has).
 fn dot_on(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Generic {
         // SAFETY: every isa but Generic has AVX2 and FMA.
