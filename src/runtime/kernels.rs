@@ -575,6 +575,27 @@ pub(crate) mod x86 {
     }
 }
 
+/// Test inputs for kernels that must keep an order of additions.
+#[cfg(test)]
+pub(crate) mod test_values {
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    /// `n` floats of mixed signs and magnitudes (each a uniform in [-0.5,
+    /// 0.5) times one of `scales`), so that adding them in another order
+    /// would round differently.
+    pub fn mixed(seed: u64, n: usize, scales: &[f32]) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let r = rng.next_u32();
+                let unit = (r >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+                unit * scales[(r & 0xff) as usize % scales.len()]
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,19 +605,13 @@ mod tests {
     /// four-key path, any number of keys.
     #[test]
     fn scores_of_many_keys_are_the_bits_of_one_dot_each() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * [1e-2, 1.0, 50.0][(seed % 3) as usize]
-        };
+        let scales = [1e-2, 1.0, 50.0];
         for isa in Isa::supported() {
             for d in [8, 32, 37, 64, 128, 160] {
                 for count in 0..10 {
                     let stride = d * 3 + 4;
-                    let q: Vec<f32> = (0..d).map(|_| next()).collect();
-                    let keys: Vec<f32> = (0..count * stride).map(|_| next()).collect();
+                    let q = test_values::mixed(d as u64, d, &scales);
+                    let keys = test_values::mixed(count as u64 + 100, count * stride, &scales);
                     let mut got = vec![f32::NAN; count];
                     dots_on(isa, &q, &keys, stride, &mut got);
                     for (p, g) in got.iter().enumerate() {

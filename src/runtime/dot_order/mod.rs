@@ -358,24 +358,18 @@ fn rows_generic(data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::kernels::test_values;
 
     #[test]
     fn lanes_added_in_vectors_give_the_bits_of_one_output_at_a_time() {
         // Lanes of mixed signs and magnitudes, so that a different pairing
         // of the additions would round differently.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let m = (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            m * [1e-3, 1.0, 3e2, 7e4][(seed & 3) as usize]
-        };
+        let scales = [1e-3, 1.0, 3e2, 7e4];
         for isa in Isa::supported() {
             let l = lanes(isa);
             let ldp = ROWS * l + 5;
             for tokens in 0..7 {
-                let partial: Vec<f32> = (0..tokens * ldp).map(|_| next()).collect();
+                let partial = test_values::mixed(tokens as u64, tokens * ldp, &scales);
                 for live in 0..=ROWS {
                     let mut seen = 0;
                     reduce_tile(isa, &partial, ldp, tokens, live, |t, got| {
