@@ -249,8 +249,7 @@ pub(crate) fn dots_on(isa: Isa, q: &[f32], keys: &[f32], stride: usize, out: &mu
             unsafe { x86::dots4_avx512(q, at, four) };
         }
         for (p, o) in fours.into_remainder().iter_mut().enumerate() {
-            // SAFETY: AVX2 and FMA are present (AVX-512 isas have them).
-            *o = unsafe { x86::dot_avx2(q, key(done + p)) };
+            *o = dot_on(isa, q, key(done + p));
         }
         return;
     }

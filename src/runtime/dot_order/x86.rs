@@ -29,8 +29,8 @@ pub fn rows(isa: Isa, data: &[u8], dtype: DType, k: usize, x: &[f32], y: &mut [f
 /// `super::reduce_tile`, `sixteen` lanes or eight.
 ///
 /// # Safety
-/// The CPU has AVX2. (Sizes are checked here: `partial` must hold the
-/// `ROWS` rows of lanes of every token, live or not.)
+/// The CPU has AVX2; `live <= ROWS` and `partial` holds the `ROWS` rows of
+/// lanes of every token, live or not (`super::reduce_tile` asserts both).
 #[target_feature(enable = "avx2")]
 pub unsafe fn reduce_tile(
     sixteen: bool,
@@ -40,12 +40,10 @@ pub unsafe fn reduce_tile(
     live: usize,
     mut put: impl FnMut(usize, &[f32]),
 ) {
-    let row = if sixteen { 16 } else { 8 };
-    assert!(live <= ROWS && (tokens == 0 || partial.len() >= (tokens - 1) * ldp + ROWS * row));
     for t in 0..tokens {
         let mut out = [0f32; ROWS];
-        // SAFETY: a token's ROWS rows of lanes lie within partial (asserted
-        // above); AVX2 (this function's contract).
+        // SAFETY: a token's ROWS rows of lanes lie within partial; AVX2 (this
+        // function's contract).
         unsafe { reduce4(partial[t * ldp..].as_ptr(), sixteen, out.as_mut_ptr()) };
         put(t, &out[..live]);
     }
