@@ -224,42 +224,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_on(Isa::get(), a, b)
 }
 
-/// `out[p] = dot(q, keys[p * stride..p * stride + q.len()])` for every `p`:
-/// the same bits as `dot` key by key, with AVX-512 four keys at a time
-/// (attention's scores: one call per key was about 2% of a 256-token prefill).
-pub fn dots(q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
-    dots_on(Isa::get(), q, keys, stride, out);
-}
-
-/// `dots` on `isa` (one this CPU has).
-pub(crate) fn dots_on(isa: Isa, q: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
-    let d = q.len();
-    let Some(last) = out.len().checked_sub(1) else {
-        return;
-    };
-    assert!(keys.len() >= last * stride + d, "keys hold {} floats", keys.len());
-    let key = |p: usize| &keys[p * stride..p * stride + d];
-    #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx512 | Isa::Avx512Bf16) && d.is_multiple_of(32) {
-        let done = out.len() / 4 * 4;
-        let mut fours = out.chunks_exact_mut(4);
-        for (i, four) in (&mut fours).enumerate() {
-            let at = [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3].map(|p| key(p).as_ptr());
-            // SAFETY: AVX-512F present (isa); each key holds d floats (asserted above).
-            unsafe { x86::dots4_avx512(q, at, four) };
-        }
-        for (p, o) in fours.into_remainder().iter_mut().enumerate() {
-            *o = dot_on(isa, q, key(done + p));
-        }
-        return;
-    }
-    for (p, o) in out.iter_mut().enumerate() {
-        *o = dot_on(isa, q, key(p));
-    }
-}
-
 /// `dot` on `isa` (one this CPU has).
-fn dot_on(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_on(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = isa;
     #[cfg(target_arch = "x86_64")]
@@ -268,40 +234,6 @@ fn dot_on(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
         return unsafe { x86::dot_avx2(a, b) };
     }
     dot_generic(a, b)
-}
-
-/// `out[j] += weights[p] * values[p * stride + j]` for each `p` in turn (a
-/// multiply, then an add: the same bits on every path), vectorised for the
-/// running CPU with `out` held in registers across all `p` (attention's
-/// weighted values: `out` is one head's outputs, the rows its values).
-pub fn add_weighted_rows(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
-    add_weighted_rows_on(Isa::get(), out, weights, values, stride);
-}
-
-/// `add_weighted_rows` on `isa` (one this CPU has).
-fn add_weighted_rows_on(isa: Isa, out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
-    if let Some(last) = weights.len().checked_sub(1) {
-        assert!(
-            values.len() >= last * stride + out.len(),
-            "values shorter than the weighted rows"
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    match isa.base() {
-        // SAFETY: the ISA's features are present (the caller); sizes checked above.
-        Isa::Avx512 => return unsafe { x86::add_weighted_rows512(out, weights, values, stride) },
-        Isa::Avx2 => return unsafe { x86::add_weighted_rows256(out, weights, values, stride) },
-        _ => {}
-    }
-    add_weighted_rows_generic(out, weights, values, stride);
-}
-
-fn add_weighted_rows_generic(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
-    for (p, &w) in weights.iter().enumerate() {
-        for (o, v) in out.iter_mut().zip(&values[p * stride..]) {
-            *o += w * v;
-        }
-    }
 }
 
 /// Eight lanes of partial sums, as the vector kernels keep them.
@@ -442,109 +374,6 @@ pub(crate) mod x86 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
     }
 
-    /// `add_weighted_rows` with `out` in registers, `$regs` vectors of
-    /// `$lanes` at a time; the last partial vector as scalars (the same
-    /// multiply and add, so the same bits).
-    macro_rules! add_weighted_rows {
-        (
-            $name:ident, $features:literal, $lanes:literal, $regs:literal, $zero:ident,
-            $loadu:ident, $storeu:ident, $set1:ident, $mul:ident, $add:ident
-        ) => {
-            /// # Safety
-            /// `values` holds `(weights.len() - 1) * stride + out.len()`
-            /// floats (or `weights` is empty); the CPU has the features named.
-            #[target_feature(enable = $features)]
-            pub unsafe fn $name(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
-                const L: usize = $lanes;
-                let (o, v) = (out.as_mut_ptr(), values.as_ptr());
-                let mut j0 = 0;
-                while j0 + L <= out.len() {
-                    let regs = ((out.len() - j0) / L).min($regs);
-                    let mut acc = [$zero(); $regs];
-                    // SAFETY (block): j0 + regs * L <= out.len(); rows within values (caller).
-                    unsafe {
-                        for (r, a) in acc.iter_mut().enumerate().take(regs) {
-                            *a = $loadu(o.add(j0 + r * L));
-                        }
-                        for (p, &w) in weights.iter().enumerate() {
-                            let wv = $set1(w);
-                            let row = v.add(p * stride + j0);
-                            for (r, a) in acc.iter_mut().enumerate().take(regs) {
-                                *a = $add(*a, $mul(wv, $loadu(row.add(r * L))));
-                            }
-                        }
-                        for (r, a) in acc.iter().enumerate().take(regs) {
-                            $storeu(o.add(j0 + r * L), *a);
-                        }
-                    }
-                    j0 += regs * L;
-                }
-                if j0 < out.len() {
-                    super::add_weighted_rows_generic(&mut out[j0..], weights, &values[j0..], stride);
-                }
-            }
-        };
-    }
-    add_weighted_rows!(
-        add_weighted_rows512,
-        "avx512f,avx512bw,avx2,fma,f16c",
-        16,
-        8,
-        _mm512_setzero_ps,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_set1_ps,
-        _mm512_mul_ps,
-        _mm512_add_ps
-    );
-    add_weighted_rows!(
-        add_weighted_rows256,
-        "avx2,fma,f16c",
-        8,
-        8,
-        _mm256_setzero_ps,
-        _mm256_loadu_ps,
-        _mm256_storeu_ps,
-        _mm256_set1_ps,
-        _mm256_mul_ps,
-        _mm256_add_ps
-    );
-
-    /// `dot_avx2(q, key)` for four keys of `q.len()` floats (a multiple of
-    /// 32) at `keys`: `dot_avx2`'s four 8-lane sums, for inputs `32 i + 8 j`
-    /// (sum `j`), are here the halves of two 16-lane sums, and are added as
-    /// there; each key's two sums in registers of its own, each load of q
-    /// shared by the four.
-    ///
-    /// # Safety
-    /// `q.len()` floats readable at each of `keys`; AVX-512F present.
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub unsafe fn dots4_avx512(q: &[f32], keys: [*const f32; 4], out: &mut [f32]) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
-        for i in 0..q.len() / 32 {
-            // SAFETY: 32 i + 32 <= q.len(), within q and each key (caller).
-            unsafe {
-                let qv = [
-                    _mm512_loadu_ps(q.as_ptr().add(32 * i)),
-                    _mm512_loadu_ps(q.as_ptr().add(32 * i + 16)),
-                ];
-                for (a, key) in acc.iter_mut().zip(keys) {
-                    for h in 0..2 {
-                        a[h] = _mm512_fmadd_ps(qv[h], _mm512_loadu_ps(key.add(32 * i + 16 * h)), a[h]);
-                    }
-                }
-            }
-        }
-        let halves = |v: __m512| {
-            let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-            _mm256_add_ps(_mm512_castps512_ps256(v), high)
-        };
-        for (a, o) in acc.iter().zip(out.iter_mut()) {
-            // (sum 0 + sum 1) + (sum 2 + sum 3), then dot_avx2's sum of eight lanes.
-            *o = hsum256(_mm256_add_ps(halves(a[0]), halves(a[1])));
-        }
-    }
-
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
@@ -598,62 +427,6 @@ pub(crate) mod test_values {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Attention's scores: many keys at once give each key the bits of
-    /// `dot` on it alone, on every ISA, for head sizes with and without the
-    /// four-key path, any number of keys.
-    #[test]
-    fn scores_of_many_keys_are_the_bits_of_one_dot_each() {
-        let scales = [1e-2, 1.0, 50.0];
-        for isa in Isa::supported() {
-            for d in [8, 32, 37, 64, 128, 160] {
-                for count in 0..10 {
-                    let stride = d * 3 + 4;
-                    let q = test_values::mixed(d as u64, d, &scales);
-                    let keys = test_values::mixed(count as u64 + 100, count * stride, &scales);
-                    let mut got = vec![f32::NAN; count];
-                    dots_on(isa, &q, &keys, stride, &mut got);
-                    for (p, g) in got.iter().enumerate() {
-                        let want = dot_on(isa, &q, &keys[p * stride..p * stride + d]);
-                        assert_eq!(g.to_bits(), want.to_bits(), "{isa:?}, d {d}, key {p} of {count}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Attention's weighted values: every vector path gives the bits of the
-    /// scalar loop (a multiply, then an add, position by position), for
-    /// head sizes with and without a partial vector and more than one pass
-    /// of registers.
-    #[test]
-    fn weighted_rows_are_bit_identical_on_every_path() {
-        for d in [1, 37, 64, 128, 200, 300] {
-            for positions in [0, 1, 7, 65] {
-                let stride = d * 3 + 5;
-                // Exactly as many values as the last row needs.
-                let values: Vec<f32> = (0..(positions.max(1) - 1) * stride + d)
-                    .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 77.0)
-                    .collect();
-                let weights: Vec<f32> = (0..positions)
-                    .map(|p| ((p * 31 % 17) as f32 + 0.5) / 9.1)
-                    .collect();
-                let start: Vec<f32> = (0..d).map(|j| (j as f32 - 3.0) / 7.0).collect();
-                let mut want = start.clone();
-                add_weighted_rows_generic(&mut want, &weights, &values, stride);
-                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
-                for isa in Isa::supported() {
-                    let mut got = start.clone();
-                    add_weighted_rows_on(isa, &mut got, &weights, &values, stride);
-                    let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-                    assert_eq!(got, want, "{isa:?} d={d} positions={positions}");
-                }
-                let mut got = start.clone();
-                add_weighted_rows(&mut got, &weights, &values, stride);
-                assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
-            }
-        }
-    }
 
     /// Values exact in bf16 and f16 alike (multiples of 1/64 below 1), so
     /// every dtype holds the same weights.

@@ -1,5 +1,6 @@
 //! The pure-Rust CPU reference runtime: generation over a TensorRT-LLM checkpoint.
 
+pub mod attention_kernels;
 pub mod backend;
 pub mod checkpoint;
 pub mod dot_order;

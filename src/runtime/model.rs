@@ -12,8 +12,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
+use crate::runtime::attention_kernels::{add_weighted_rows, dots};
 use crate::runtime::checkpoint::{Checkpoint, TensorLoc};
-use crate::runtime::kernels::{MatRef, add_weighted_rows, decode_row, dots, layer_norm, matmul};
+use crate::runtime::kernels::{MatRef, decode_row, layer_norm, matmul};
 use crate::runtime::pool::{self, Chunks, Pool, SharedOut};
 use crate::trtllm::mapping::Parallelism;
 
@@ -367,40 +368,43 @@ impl SelfAttention {
         let group = qh / kvh;
         let mut out = vec![0f32; rows.len() * qh * d];
         let caches = &*caches;
-        // One (row, head) at a time: its scores over the row's span, then the
-        // weighted values, into its own d outputs.
+        // One (row, kv head) at a time: the scores of the kv head's query
+        // heads over the row's span, then their weighted values, into the
+        // heads' own outputs (a kv head's query heads are side by side, in
+        // qkv and in out).
         let attend = |i: usize, o: &mut [f32]| {
-            let (ri, head) = (i / qh, i % qh);
+            let (ri, kv) = (i / kvh, i % kvh);
             let row = rows[ri];
-            let q = &qkv[ri * width + head * d..ri * width + (head + 1) * d];
-            let kv = head / group;
+            let at = ri * width + kv * group * d;
+            let q = &qkv[at..at + group * d];
             let keys = &caches[row.seq].keys[heads.start + kv];
             let values = &caches[row.seq].values[heads.start + kv];
             let span = row.pos + 1;
-            // Position p's key of this kv head at p * d.
-            let mut scores = vec![0f32; span];
-            dots(q, keys, d, &mut scores);
-            for s in scores.iter_mut() {
-                *s *= scale;
+            // Position p's key (and value) of this kv head at p * d.
+            let mut scores = vec![0f32; group * span];
+            dots(q, group, keys, d, &mut scores);
+            for scores in scores.chunks_exact_mut(span) {
+                for s in scores.iter_mut() {
+                    *s *= scale;
+                }
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    total += *s;
+                }
+                for s in scores.iter_mut() {
+                    *s /= total;
+                }
             }
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
-            }
-            for s in scores.iter_mut() {
-                *s /= total;
-            }
-            // Value rows of this kv head: position p's at p * d.
-            add_weighted_rows(o, &scores, values, d);
+            add_weighted_rows(group, o, &scores, values, d);
         };
         // On the kernels' pool (a second pool, rayon's, would compete with its
         // spinning workers for the cores); a short decode step stays serial.
-        let items = rows.len() * qh;
+        let items = rows.len() * kvh;
         let work: usize = rows.iter().map(|r| (r.pos + 1) * qh * d).sum();
         if work < PARALLEL_ATTENTION_MACS || pool.threads() == 1 {
-            for (i, o) in out.chunks_exact_mut(d).enumerate() {
+            for (i, o) in out.chunks_exact_mut(group * d).enumerate() {
                 attend(i, o);
             }
         } else {
@@ -410,7 +414,7 @@ impl SelfAttention {
                 while let Some((a, b)) = chunks.claim() {
                     for i in a..b {
                         // SAFETY: claimed ranges are disjoint; `out` outlives the region.
-                        attend(i, unsafe { shared.range(i * d, d) });
+                        attend(i, unsafe { shared.range(i * group * d, group * d) });
                     }
                 }
             });
