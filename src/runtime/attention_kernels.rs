@@ -17,12 +17,12 @@ const HEADS_PER_PASS: usize = 3;
 /// `out[h * n + p] = dot(q_h, key_p)` for each of `heads` query heads
 /// `q_h = qs[h * d..(h + 1) * d]` and each of the `n = out.len() / heads`
 /// keys `key_p = keys[p * stride..p * stride + d]`.
-pub fn dots(qs: &[f32], heads: usize, keys: &[f32], stride: usize, out: &mut [f32]) {
-    dots_on(Isa::get(), qs, heads, keys, stride, out);
+pub fn dots(heads: usize, qs: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
+    dots_on(Isa::get(), heads, qs, keys, stride, out);
 }
 
 /// `dots` on `isa` (one this CPU has).
-pub(crate) fn dots_on(isa: Isa, qs: &[f32], heads: usize, keys: &[f32], stride: usize, out: &mut [f32]) {
+pub(crate) fn dots_on(isa: Isa, heads: usize, qs: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
     assert!(
         heads > 0 && qs.len().is_multiple_of(heads) && out.len().is_multiple_of(heads),
         "{} queries and {} scores for {heads} heads",
@@ -33,25 +33,18 @@ pub(crate) fn dots_on(isa: Isa, qs: &[f32], heads: usize, keys: &[f32], stride: 
     let Some(last) = n.checked_sub(1) else {
         return;
     };
-    assert!(keys.len() >= last * stride + d, "keys hold {} floats", keys.len());
+    assert!(
+        fits(keys.len(), last, stride, d),
+        "{} floats cannot hold {n} keys of {d} floats, {stride} apart",
+        keys.len()
+    );
     let mut h0 = 0;
     while h0 < heads {
         let h = (heads - h0).min(HEADS_PER_PASS);
         let q = &qs[h0 * d..(h0 + h) * d];
         let o = &mut out[h0 * n..(h0 + h) * n];
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if matches!(isa, Isa::Avx512 | Isa::Avx512Bf16) && d.is_multiple_of(32) {
-            // SAFETY: AVX-512F present (isa); q holds h heads of d floats, o
-            // h rows of n scores, keys n keys of d floats `stride` apart (asserted above).
-            done = unsafe {
-                match h {
-                    3 => x86::dots_tiles::<3, 2>(q, keys, stride, o),
-                    2 => x86::dots_tiles::<2, 4>(q, keys, stride, o),
-                    _ => x86::dots_tiles::<1, 4>(q, keys, stride, o),
-                }
-            };
-        }
+        // SAFETY: the keys fit (asserted above); isa is this CPU's (the caller).
+        let done = unsafe { dots_vector(isa, h, d, q, keys, stride, o) };
         for (g, scores) in o.chunks_exact_mut(n).enumerate() {
             let q = &q[g * d..(g + 1) * d];
             for (p, s) in scores.iter_mut().enumerate().skip(done) {
@@ -60,6 +53,87 @@ pub(crate) fn dots_on(isa: Isa, qs: &[f32], heads: usize, keys: &[f32], stride: 
         }
         h0 += h;
     }
+}
+
+/// Whether `len` floats hold rows `0..=last` of `d` floats, `stride` apart
+/// (without wrapping: the kernels read there through raw pointers).
+fn fits(len: usize, last: usize, stride: usize, d: usize) -> bool {
+    last.checked_mul(stride)
+        .and_then(|start| start.checked_add(d))
+        .is_some_and(|end| end <= len)
+}
+
+/// The vector part of `dots` for one pass of `h` heads (at most three):
+/// how many keys it scored, from the first (0 where there is no vector form).
+///
+/// # Safety
+/// `q` holds `h` heads of `d` floats, `o` `h` rows of `n` scores, `keys` the
+/// `n` keys of `d` floats `stride` apart; `isa` is one this CPU has.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+unsafe fn dots_vector(
+    isa: Isa,
+    h: usize,
+    d: usize,
+    q: &[f32],
+    keys: &[f32],
+    stride: usize,
+    o: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx512 | Isa::Avx512Bf16) && d.is_multiple_of(32) {
+        // SAFETY: AVX-512F present (isa); the sizes are the caller's contract.
+        return unsafe {
+            match h {
+                3 => x86::dots_tiles::<3, 2>(q, keys, stride, o),
+                2 => x86::dots_tiles::<2, 4>(q, keys, stride, o),
+                _ => x86::dots_tiles::<1, 4>(q, keys, stride, o),
+            }
+        };
+    }
+    0
+}
+
+/// The vector part of `add_weighted_rows` for one pass of `h` heads (at
+/// most three): how many of each head's outputs it finished, from the
+/// first (0 where there is no vector form).
+///
+/// # Safety
+/// `o` holds `h` heads of `d` outputs, `w` `h` rows of `n` weights,
+/// `values` the `n` rows of `d` floats `stride` apart; `isa` is one this CPU has.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+unsafe fn weighted_vector(
+    isa: Isa,
+    h: usize,
+    d: usize,
+    o: &mut [f32],
+    w: &[f32],
+    values: &[f32],
+    stride: usize,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    match isa.base() {
+        // SAFETY: AVX-512F present; the sizes are the caller's contract.
+        Isa::Avx512 => {
+            return unsafe {
+                match h {
+                    3 => x86::add_weighted_rows512::<3>(o, w, values, stride),
+                    2 => x86::add_weighted_rows512::<2>(o, w, values, stride),
+                    _ => x86::add_weighted_rows512::<1>(o, w, values, stride),
+                }
+            };
+        }
+        Isa::Avx2 => {
+            let n = w.len() / h;
+            for (o, w) in o.chunks_exact_mut(d).zip(w.chunks_exact(n)) {
+                // SAFETY: AVX2 present; one head's outputs and weights, the
+                // rows as the caller's contract.
+                unsafe { x86::add_weighted_rows256(o, w, values, stride) };
+            }
+            return d / x86::AVX2_LANES * x86::AVX2_LANES;
+        }
+        _ => {}
+    }
+    0
 }
 
 /// `out[h * d + j] += weights[h * n + p] * values[p * stride + j]` for each
@@ -86,42 +160,22 @@ pub(crate) fn add_weighted_rows_on(
         weights.len()
     );
     let (d, n) = (out.len() / heads, weights.len() / heads);
-    let Some(last) = n.checked_sub(1) else {
-        // No rows to add.
+    let Some(last) = n.checked_sub(1).filter(|_| d > 0) else {
+        // No rows to add, or nothing to add them to.
         return;
     };
     assert!(
-        values.len() >= last * stride + d,
-        "values shorter than the weighted rows"
+        fits(values.len(), last, stride, d),
+        "{} floats cannot hold {n} value rows of {d} floats, {stride} apart",
+        values.len()
     );
     let mut h0 = 0;
     while h0 < heads {
         let h = (heads - h0).min(HEADS_PER_PASS);
         let o = &mut out[h0 * d..(h0 + h) * d];
         let w = &weights[h0 * n..(h0 + h) * n];
-        // Outputs before `done` are finished by the vector kernel.
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        match isa.base() {
-            // SAFETY (both): the ISA's features are present (the caller); o
-            // holds h heads of d outputs, w h rows of n weights, values n
-            // rows of d floats `stride` apart (asserted above).
-            Isa::Avx512 => {
-                done = unsafe {
-                    match h {
-                        3 => x86::add_weighted_rows512::<3>(o, w, values, stride),
-                        2 => x86::add_weighted_rows512::<2>(o, w, values, stride),
-                        _ => x86::add_weighted_rows512::<1>(o, w, values, stride),
-                    }
-                }
-            }
-            Isa::Avx2 => {
-                for (o, w) in o.chunks_exact_mut(d).zip(w.chunks_exact(n)) {
-                    done = unsafe { x86::add_weighted_rows256(o, w, values, stride) };
-                }
-            }
-            _ => {}
-        }
+        // SAFETY: the value rows fit (asserted above); isa is this CPU's (the caller).
+        let done = unsafe { weighted_vector(isa, h, d, o, w, values, stride) };
         if done < d {
             for (o, w) in o.chunks_exact_mut(d).zip(w.chunks_exact(n)) {
                 add_weighted_rows_generic(&mut o[done..], w, &values[done..], stride);
@@ -146,6 +200,9 @@ mod x86 {
 
     use crate::runtime::kernels::x86::hsum256;
 
+    /// f32 lanes of an AVX2 vector.
+    pub const AVX2_LANES: usize = 8;
+
     /// Scores of `H` query heads (`q`: `H` heads of `d` floats, `d` a
     /// multiple of 32) against keys `K` at a time, into `out` (`H` rows of
     /// `n` scores); returns how many keys it did (`n` rounded down to
@@ -164,6 +221,7 @@ mod x86 {
         out: &mut [f32],
     ) -> usize {
         let (d, n) = (q.len() / H, out.len() / H);
+        debug_assert!(d.is_multiple_of(32), "head size {d}");
         let halves = |v: __m512| {
             let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
             _mm256_add_ps(_mm512_castps512_ps256(v), high)
@@ -184,8 +242,8 @@ mod x86 {
                         let at = keys.as_ptr().add((p0 + k) * stride + 32 * i);
                         let kv = [_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16))];
                         for (a, q) in ak.iter_mut().zip(&qv) {
-                            for h in 0..2 {
-                                a[h] = _mm512_fmadd_ps(q[h], kv[h], a[h]);
+                            for half in 0..2 {
+                                a[half] = _mm512_fmadd_ps(q[half], kv[half], a[half]);
                             }
                         }
                     }
@@ -288,7 +346,7 @@ mod x86 {
         values: &[f32],
         stride: usize,
     ) -> usize {
-        const L: usize = 8;
+        const L: usize = AVX2_LANES;
         const REGS: usize = 8;
         let (o, v) = (out.as_mut_ptr(), values.as_ptr());
         let mut j0 = 0;
@@ -330,27 +388,41 @@ mod tests {
         let scales = [1e-2, 1.0, 50.0];
         for isa in Isa::supported() {
             for d in [8, 32, 37, 64, 128, 160] {
-                for heads in 1..=7 {
-                    for n in 0..10 {
-                        let stride = d * 3 + 4;
-                        let qs = test_values::mixed((d * 10 + heads) as u64, heads * d, &scales);
-                        let keys = test_values::mixed(n as u64 + 100, n * stride, &scales);
-                        let mut got = vec![f32::NAN; heads * n];
-                        dots_on(isa, &qs, heads, &keys, stride, &mut got);
-                        for (i, g) in got.iter().enumerate() {
-                            let (h, p) = (i / n, i % n);
-                            let want =
-                                dot_on(isa, &qs[h * d..(h + 1) * d], &keys[p * stride..p * stride + d]);
-                            assert_eq!(
-                                g.to_bits(),
-                                want.to_bits(),
-                                "{isa:?}, d {d}, head {h} of {heads}, key {p} of {n}"
-                            );
+                // Keys side by side (as in the KV cache) and further apart.
+                for stride in [d, 3 * d + 4] {
+                    for heads in 1..=7 {
+                        for n in 0..10 {
+                            let qs = test_values::mixed((d * 10 + heads) as u64, heads * d, &scales);
+                            // Exactly as many floats as the last key needs.
+                            let len = (n.max(1) - 1) * stride + d;
+                            let keys = test_values::mixed(n as u64 + 100, len, &scales);
+                            let mut got = vec![f32::NAN; heads * n];
+                            dots_on(isa, heads, &qs, &keys, stride, &mut got);
+                            for (i, g) in got.iter().enumerate() {
+                                let (h, p) = (i / n, i % n);
+                                let key = &keys[p * stride..p * stride + d];
+                                let want = dot_on(isa, &qs[h * d..(h + 1) * d], key);
+                                assert_eq!(
+                                    g.to_bits(),
+                                    want.to_bits(),
+                                    "{isa:?}, d {d}, stride {stride}, head {h} of {heads}, key {p} of {n}"
+                                );
+                            }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// A stride so large that the last key's end would wrap around is
+    /// refused, not read through.
+    #[test]
+    #[should_panic(expected = "cannot hold")]
+    fn keys_whose_end_wraps_are_refused() {
+        let (q, keys) = ([1f32; 32], [1f32; 64]);
+        let mut out = [0f32; 3];
+        dots(1, &q, &keys, usize::MAX / 2 + 1, &mut out);
     }
 
     /// Weighted values of many heads at once: every vector path gives each
@@ -360,7 +432,8 @@ mod tests {
     #[test]
     fn weighted_rows_of_many_heads_are_the_bits_of_the_scalar_loop() {
         let scales = [1e-2, 1.0, 50.0];
-        for d in [1, 37, 64, 128, 200, 300] {
+        // 112 = 4 + 2 + 1 vectors of 16, 48 = 2 + 1: every register pass.
+        for d in [1, 37, 48, 64, 112, 128, 200, 300] {
             for heads in 1..=7 {
                 for n in [0, 1, 7, 65] {
                     let stride = d * 3 + 5;

@@ -33,13 +33,12 @@ pub struct Model {
     attention: SelfAttention,
 }
 
-/// The keys and values one sequence has seen, per layer and tp rank.
+/// The keys and values one sequence has seen, per layer, tp rank and kv head.
 pub struct KvCache {
     /// `[(layer * tp + rank) * kv_heads + kv_head]` -> `[position][head_dim]`:
     /// one head's keys side by side. (Interleaved by head, one head's rows
-    /// were `kv_heads * head_dim * 4` bytes apart, 4 KiB on Minitron: every
-    /// row fell in the same few cache sets, and attention read them from
-    /// memory instead of L1 and L2.)
+    /// would be `kv_heads * head_dim * 4` bytes apart, 4 KiB on Minitron:
+    /// every row in the same few cache sets.)
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
     len: usize,
@@ -105,10 +104,10 @@ impl Model {
     }
 
     /// Bytes of KV cache one position of one sequence takes: keys and values
-    /// (f32) of every layer and tp rank.
+    /// (f32) of every layer, tp rank and kv head.
     pub fn kv_bytes_per_token(&self) -> u64 {
-        let per_slot = self.attention.kv_heads * self.attention.head_dim;
-        (self.layers.len() * self.par.tp * 2 * per_slot * std::mem::size_of::<f32>()) as u64
+        let heads = self.layers.len() * self.par.tp * self.attention.kv_heads;
+        (heads * 2 * self.attention.head_dim * std::mem::size_of::<f32>()) as u64
     }
 
     /// Runs `rows` (any mix of sequences, each sequence's rows in position order)
@@ -216,7 +215,8 @@ struct Layer {
     input_norm: Norm,
     post_norm: Norm,
     shards: Vec<LayerShard>,
-    /// This layer's first KV cache slot (`layer * tp`; one slot per tp rank).
+    /// This layer's first KV cache slot (`layer * tp`; one slot per tp rank,
+    /// each the arrays of its kv heads, from `slot * kv_heads`).
     cache_slot: usize,
 }
 
@@ -331,8 +331,8 @@ impl SelfAttention {
         }
     }
 
-    /// RoPE on q and k, appends k/v to the caches' `slot`, then causal
-    /// attention for every row and local query head. Returns `[n, q_heads * head_dim]`.
+    /// RoPE on q and k, appends k/v to the arrays of `slot`'s kv heads in
+    /// the caches, then causal attention for every row and local query head. Returns `[n, q_heads * head_dim]`.
     fn forward(&self, qkv: &mut [f32], rows: &[Row], caches: &mut [KvCache], slot: usize) -> Vec<f32> {
         self.forward_on(pool::global(), qkv, rows, caches, slot)
     }
@@ -349,15 +349,15 @@ impl SelfAttention {
         let d = self.head_dim;
         let (qh, kvh) = (self.q_heads, self.kv_heads);
         let width = (qh + 2 * kvh) * d;
-        // This slot's heads in the caches.
-        let heads = slot * kvh..(slot + 1) * kvh;
+        // The arrays of this slot's kv heads in the caches.
+        let cache_heads = slot * kvh..(slot + 1) * kvh;
         for (row, r) in rows.iter().zip(qkv.chunks_exact_mut(width)) {
             self.rotate(&mut r[..(qh + kvh) * d], row.pos);
             let cache = &mut caches[row.seq];
             let (k, v) = r[qh * d..].split_at(kvh * d);
-            for ((keys, values), (k, v)) in cache.keys[heads.clone()]
+            for ((keys, values), (k, v)) in cache.keys[cache_heads.clone()]
                 .iter_mut()
-                .zip(&mut cache.values[heads.clone()])
+                .zip(&mut cache.values[cache_heads.clone()])
                 .zip(k.chunks_exact(d).zip(v.chunks_exact(d)))
             {
                 keys.extend_from_slice(k);
@@ -377,12 +377,12 @@ impl SelfAttention {
             let row = rows[ri];
             let at = ri * width + kv * group * d;
             let q = &qkv[at..at + group * d];
-            let keys = &caches[row.seq].keys[heads.start + kv];
-            let values = &caches[row.seq].values[heads.start + kv];
+            let keys = &caches[row.seq].keys[cache_heads.start + kv];
+            let values = &caches[row.seq].values[cache_heads.start + kv];
             let span = row.pos + 1;
             // Position p's key (and value) of this kv head at p * d.
             let mut scores = vec![0f32; group * span];
-            dots(q, group, keys, d, &mut scores);
+            dots(group, q, keys, d, &mut scores);
             for scores in scores.chunks_exact_mut(span) {
                 for s in scores.iter_mut() {
                     *s *= scale;
@@ -570,7 +570,7 @@ fn add_into(acc: &mut [f32], x: &[f32]) {
 mod tests {
     use super::*;
 
-    /// Attention split over threads gives every (row, head) exactly what the
+    /// Attention split over threads gives every (row, kv head) exactly what the
     /// calling thread alone gives it: two sequences, one prefilling 40 rows
     /// (enough work to go parallel), one decoding.
     #[test]
