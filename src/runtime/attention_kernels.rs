@@ -23,21 +23,9 @@ pub fn dots(heads: usize, qs: &[f32], keys: &[f32], stride: usize, out: &mut [f3
 
 /// `dots` on `isa` (one this CPU has).
 pub(crate) fn dots_on(isa: Isa, heads: usize, qs: &[f32], keys: &[f32], stride: usize, out: &mut [f32]) {
-    assert!(
-        heads > 0 && qs.len().is_multiple_of(heads) && out.len().is_multiple_of(heads),
-        "{} queries and {} scores for {heads} heads",
-        qs.len(),
-        out.len()
-    );
-    let (d, n) = (qs.len() / heads, out.len() / heads);
-    let Some(last) = n.checked_sub(1) else {
+    let Some((d, n)) = shape(heads, qs.len(), out.len(), keys.len(), stride) else {
         return;
     };
-    assert!(
-        fits(keys.len(), last, stride, d),
-        "{} floats cannot hold {n} keys of {d} floats, {stride} apart",
-        keys.len()
-    );
     let mut h0 = 0;
     while h0 < heads {
         let h = (heads - h0).min(HEADS_PER_PASS);
@@ -55,12 +43,31 @@ pub(crate) fn dots_on(isa: Isa, heads: usize, qs: &[f32], keys: &[f32], stride: 
     }
 }
 
-/// Whether `len` floats hold rows `0..=last` of `d` floats, `stride` apart
-/// (without wrapping: the kernels read there through raw pointers).
-fn fits(len: usize, last: usize, stride: usize, d: usize) -> bool {
-    last.checked_mul(stride)
-        .and_then(|start| start.checked_add(d))
-        .is_some_and(|end| end <= len)
+/// The head size `d` and the number of rows `n` (keys or values) of a call
+/// on `heads` heads, from its per-head vectors (`heads x d` floats) and
+/// per-row figures (`heads x n`); `None` when there are no rows. Panics
+/// unless both divide by `heads` and `rows` floats hold `n` rows of `d`
+/// floats `stride` apart, computed without wrapping (the kernels read them
+/// through raw pointers).
+fn shape(
+    heads: usize,
+    per_head: usize,
+    per_row: usize,
+    rows: usize,
+    stride: usize,
+) -> Option<(usize, usize)> {
+    assert!(
+        heads > 0 && per_head.is_multiple_of(heads) && per_row.is_multiple_of(heads),
+        "{per_head} head floats and {per_row} row figures for {heads} heads"
+    );
+    let (d, n) = (per_head / heads, per_row / heads);
+    let last = n.checked_sub(1)?;
+    let end = last.checked_mul(stride).and_then(|start| start.checked_add(d));
+    assert!(
+        end.is_some_and(|end| end <= rows),
+        "{rows} floats cannot hold {n} rows of {d} floats, {stride} apart"
+    );
+    Some((d, n))
 }
 
 /// The vector part of `dots` for one pass of `h` heads (at most three):
@@ -153,22 +160,13 @@ pub(crate) fn add_weighted_rows_on(
     values: &[f32],
     stride: usize,
 ) {
-    assert!(
-        heads > 0 && out.len().is_multiple_of(heads) && weights.len().is_multiple_of(heads),
-        "{} outputs and {} weights for {heads} heads",
-        out.len(),
-        weights.len()
-    );
-    let (d, n) = (out.len() / heads, weights.len() / heads);
-    let Some(last) = n.checked_sub(1).filter(|_| d > 0) else {
-        // No rows to add, or nothing to add them to.
+    let Some((d, n)) = shape(heads, out.len(), weights.len(), values.len(), stride) else {
         return;
     };
-    assert!(
-        fits(values.len(), last, stride, d),
-        "{} floats cannot hold {n} value rows of {d} floats, {stride} apart",
-        values.len()
-    );
+    if d == 0 {
+        // Nothing to add the rows to.
+        return;
+    }
     let mut h0 = 0;
     while h0 < heads {
         let h = (heads - h0).min(HEADS_PER_PASS);
