@@ -11,8 +11,9 @@ use super::kernels::{Isa, dot_on};
 
 /// Query heads that share one pass over the keys or values (the registers
 /// of an AVX-512 tile: 3 heads x 2 keys x 2 sums and the heads' q, or 3
-/// heads x 8 vectors of outputs).
-const HEADS_PER_PASS: usize = 3;
+/// heads x 8 vectors of outputs). Callers that split attention into work
+/// items split a kv head's query heads so.
+pub(crate) const HEADS_PER_PASS: usize = 3;
 
 /// `out[h * n + p] = dot(q_h, key_p)` for each of `heads` query heads
 /// `q_h = qs[h * d..(h + 1) * d]` and each of the `n = out.len() / heads`

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::hf::config::NemotronConfig;
-use crate::runtime::attention_kernels::{add_weighted_rows, dots};
+use crate::runtime::attention_kernels::{HEADS_PER_PASS, add_weighted_rows, dots};
 use crate::runtime::checkpoint::{Checkpoint, TensorLoc};
 use crate::runtime::kernels::{MatRef, decode_row, layer_norm, matmul};
 use crate::runtime::pool::{self, Chunks, Pool, SharedOut};
@@ -368,21 +368,37 @@ impl SelfAttention {
         let group = qh / kvh;
         let mut out = vec![0f32; rows.len() * qh * d];
         let caches = &*caches;
-        // One (row, kv head) at a time: the scores of the kv head's query
-        // heads over the row's span, then their weighted values, into the
-        // heads' own outputs (a kv head's query heads are side by side, in
-        // qkv and in out).
+        // One item at a time: a row, a kv head and a pass of up to
+        // HEADS_PER_PASS of its query heads (as the kernels take them: each
+        // pass reads the keys and values once; more passes than kv heads
+        // when a rank has one kv head for all its query heads). The scores
+        // of the pass's heads over the row's span, then their weighted
+        // values, into the heads' own outputs (a kv head's query heads are
+        // side by side, in qkv and in out).
+        let passes = group.div_ceil(HEADS_PER_PASS);
+        // Item i's kv head, first query head and number of query heads.
+        let item = |i: usize| {
+            let (kv, pass) = (i / passes % kvh, i % passes);
+            let first = pass * HEADS_PER_PASS;
+            (kv, kv * group + first, HEADS_PER_PASS.min(group - first))
+        };
+        // Where item i's outputs are in `out`.
+        let place = |i: usize| {
+            let (_, head, h) = item(i);
+            (i / (kvh * passes) * qh * d + head * d, h * d)
+        };
         let attend = |i: usize, o: &mut [f32]| {
-            let (ri, kv) = (i / kvh, i % kvh);
+            let ri = i / (kvh * passes);
+            let (kv, head, h) = item(i);
             let row = rows[ri];
-            let at = ri * width + kv * group * d;
-            let q = &qkv[at..at + group * d];
+            let at = ri * width + head * d;
+            let q = &qkv[at..at + h * d];
             let keys = &caches[row.seq].keys[cache_heads.start + kv];
             let values = &caches[row.seq].values[cache_heads.start + kv];
             let span = row.pos + 1;
             // Position p's key (and value) of this kv head at p * d.
-            let mut scores = vec![0f32; group * span];
-            dots(group, q, keys, d, &mut scores);
+            let mut scores = vec![0f32; h * span];
+            dots(h, q, keys, d, &mut scores);
             for scores in scores.chunks_exact_mut(span) {
                 for s in scores.iter_mut() {
                     *s *= scale;
@@ -397,15 +413,16 @@ impl SelfAttention {
                     *s /= total;
                 }
             }
-            add_weighted_rows(group, o, &scores, values, d);
+            add_weighted_rows(h, o, &scores, values, d);
         };
         // On the kernels' pool (a second pool, rayon's, would compete with its
         // spinning workers for the cores); a short decode step stays serial.
-        let items = rows.len() * kvh;
+        let items = rows.len() * kvh * passes;
         let work: usize = rows.iter().map(|r| (r.pos + 1) * qh * d).sum();
         if work < PARALLEL_ATTENTION_MACS || pool.threads() == 1 {
-            for (i, o) in out.chunks_exact_mut(group * d).enumerate() {
-                attend(i, o);
+            for i in 0..items {
+                let (at, len) = place(i);
+                attend(i, &mut out[at..at + len]);
             }
         } else {
             let shared = SharedOut::new(&mut out);
@@ -414,7 +431,8 @@ impl SelfAttention {
                 while let Some((a, b)) = chunks.claim() {
                     for i in a..b {
                         // SAFETY: claimed ranges are disjoint; `out` outlives the region.
-                        attend(i, unsafe { shared.range(i * group * d, group * d) });
+                        let (at, len) = place(i);
+                        attend(i, unsafe { shared.range(at, len) });
                     }
                 }
             });
@@ -614,5 +632,72 @@ mod tests {
         assert!(alone.iter().all(|v| v.is_finite()) && alone.iter().any(|&v| v != 0.0));
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&alone), bits(&shared));
+    }
+
+    /// Every (row, query head) gets plain attention over its own kv head,
+    /// bit for bit: the scores of `dot`, the softmax, the weighted values
+    /// added position by position. Query heads per kv head that fill the
+    /// kernels' passes and leave some over (4 = 3 + 1, 7 = 3 + 3 + 1), and
+    /// one query head per kv head; on two threads.
+    #[test]
+    fn every_query_head_attends_to_its_own_kv_head() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let d = 32;
+        for (q_heads, kv_heads) in [(8, 2), (7, 1), (3, 3)] {
+            let attention = SelfAttention {
+                q_heads,
+                kv_heads,
+                head_dim: d,
+                rotary_dim: 16,
+                inv_freq: (0..8).map(|j| 1.0 / 10000f64.powf(j as f64 / 8.0)).collect(),
+            };
+            let width = (q_heads + 2 * kv_heads) * d;
+            let rows: Vec<Row> = (0..40)
+                .map(|pos| Row {
+                    seq: 0,
+                    token: 0,
+                    pos,
+                })
+                .collect();
+            let mut qkv =
+                crate::runtime::kernels::test_values::mixed(q_heads as u64, rows.len() * width, &[0.5, 2.0]);
+            let mut caches = [KvCache {
+                keys: vec![Vec::new(); kv_heads],
+                values: vec![Vec::new(); kv_heads],
+                len: 0,
+            }];
+            // Rotates q and k in qkv, and fills the cache, as the reference below reads them.
+            let out = attention.forward_on(&Pool::new(2), &mut qkv, &rows, &mut caches, 0);
+            let group = q_heads / kv_heads;
+            let scale = 1.0 / (d as f32).sqrt();
+            for (ri, row) in rows.iter().enumerate() {
+                for head in 0..q_heads {
+                    let q = &qkv[ri * width + head * d..][..d];
+                    let (keys, values) = (&caches[0].keys[head / group], &caches[0].values[head / group]);
+                    let mut weights: Vec<f32> = (0..=row.pos)
+                        .map(|p| crate::runtime::kernels::dot(q, &keys[p * d..(p + 1) * d]) * scale)
+                        .collect();
+                    let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut total = 0f32;
+                    for w in weights.iter_mut() {
+                        *w = (*w - max).exp();
+                        total += *w;
+                    }
+                    let mut want = vec![0f32; d];
+                    for (p, w) in weights.iter().enumerate() {
+                        let w = w / total;
+                        for (o, v) in want.iter_mut().zip(&values[p * d..]) {
+                            *o += w * v;
+                        }
+                    }
+                    let got = &out[(ri * q_heads + head) * d..][..d];
+                    assert_eq!(
+                        bits(got),
+                        bits(&want),
+                        "{q_heads}/{kv_heads} heads, row {ri}, head {head}"
+                    );
+                }
+            }
+        }
     }
 }
