@@ -201,6 +201,8 @@ mod x86 {
 
     /// f32 lanes of an AVX2 vector.
     pub const AVX2_LANES: usize = 8;
+    /// f32 lanes of an AVX-512 vector.
+    const AVX512_LANES: usize = 16;
 
     /// Scores of `H` query heads (`q`: `H` heads of `d` floats, `d` a
     /// multiple of 32) against keys `K` at a time, into `out` (`H` rows of
@@ -273,7 +275,7 @@ mod x86 {
         values: &[f32],
         stride: usize,
     ) -> usize {
-        const L: usize = 16;
+        const L: usize = AVX512_LANES;
         let d = out.len() / H;
         let mut j0 = 0;
         while j0 + L <= d {
@@ -304,7 +306,7 @@ mod x86 {
         values: &[f32],
         stride: usize,
     ) -> usize {
-        const L: usize = 16;
+        const L: usize = AVX512_LANES;
         let (d, n) = (out.len() / H, weights.len() / H);
         let (o, v, w) = (out.as_mut_ptr(), values.as_ptr(), weights.as_ptr());
         // SAFETY: j0 + R * L <= d: within each head's outputs and each value

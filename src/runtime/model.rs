@@ -376,20 +376,17 @@ impl SelfAttention {
         // values, into the heads' own outputs (a kv head's query heads are
         // side by side, in qkv and in out).
         let passes = group.div_ceil(HEADS_PER_PASS);
-        // Item i's kv head, first query head and number of query heads.
+        // Item i's row, kv head, first query head and number of query heads.
         let item = |i: usize| {
-            let (kv, pass) = (i / passes % kvh, i % passes);
+            let (ri, kv, pass) = (i / (kvh * passes), i / passes % kvh, i % passes);
             let first = pass * HEADS_PER_PASS;
-            (kv, kv * group + first, HEADS_PER_PASS.min(group - first))
+            (ri, kv, kv * group + first, HEADS_PER_PASS.min(group - first))
         };
-        // Where item i's outputs are in `out`.
-        let place = |i: usize| {
-            let (_, head, h) = item(i);
-            (i / (kvh * passes) * qh * d + head * d, h * d)
-        };
-        let attend = |i: usize, o: &mut [f32]| {
-            let ri = i / (kvh * passes);
-            let (kv, head, h) = item(i);
+        let attend = |i: usize, out: SharedOut| {
+            let (ri, kv, head, h) = item(i);
+            // SAFETY: item i's own outputs (row ri, its h heads from `head`):
+            // no other item's, and `out` outlives the region.
+            let o = unsafe { out.range((ri * qh + head) * d, h * d) };
             let row = rows[ri];
             let at = ri * width + head * d;
             let q = &qkv[at..at + h * d];
@@ -419,23 +416,20 @@ impl SelfAttention {
         // spinning workers for the cores); a short decode step stays serial.
         let items = rows.len() * kvh * passes;
         let work: usize = rows.iter().map(|r| (r.pos + 1) * qh * d).sum();
-        if work < PARALLEL_ATTENTION_MACS || pool.threads() == 1 {
-            for i in 0..items {
-                let (at, len) = place(i);
-                attend(i, &mut out[at..at + len]);
-            }
-        } else {
-            let shared = SharedOut::new(&mut out);
-            let chunks = Chunks::new(items, items.div_ceil(pool.threads() * 8));
-            pool.run(&|_| {
-                while let Some((a, b)) = chunks.claim() {
-                    for i in a..b {
-                        // SAFETY: claimed ranges are disjoint; `out` outlives the region.
-                        let (at, len) = place(i);
-                        attend(i, unsafe { shared.range(at, len) });
-                    }
+        let shared = SharedOut::new(&mut out);
+        let chunks = Chunks::new(items, items.div_ceil(pool.threads() * 8));
+        // Each item is claimed once, so each writes only its own outputs.
+        let part = |_: usize| {
+            while let Some((a, b)) = chunks.claim() {
+                for i in a..b {
+                    attend(i, shared);
                 }
-            });
+            }
+        };
+        if work < PARALLEL_ATTENTION_MACS || pool.threads() == 1 {
+            part(0);
+        } else {
+            pool.run(&part);
         }
         out
     }

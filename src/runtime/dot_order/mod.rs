@@ -187,7 +187,7 @@ pub fn reduce_tile(
     ldp: usize,
     tokens: usize,
     live: usize,
-    put: impl FnMut(usize, &[f32]),
+    mut put: impl FnMut(usize, &[f32]),
 ) {
     let l = lanes(isa);
     assert!(live <= ROWS && ldp >= ROWS * l);
@@ -199,7 +199,6 @@ pub fn reduce_tile(
             unsafe { x86::reduce_tile(l == 16, partial, ldp, tokens, live, put) }
         }
         _ => {
-            let mut put = put;
             for t in 0..tokens {
                 let mut out = [0f32; ROWS];
                 for (o, row) in out.iter_mut().zip(partial[t * ldp..].chunks_exact(l)) {
